@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -76,3 +76,33 @@ async def wait_for_shutdown_signal() -> None:
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
     logger.info("shutdown signal received; draining")
+
+
+Cleanup = Callable[[], Awaitable[None]]
+
+
+@dataclass(slots=True)
+class StartedService:
+    """A running service and what to close after its server stopped (engines, clients)."""
+
+    running: RunningServer
+    cleanups: list[Cleanup] = field(default_factory=list)
+
+    @property
+    def port(self) -> int:
+        """The bound port."""
+        return self.running.port
+
+    async def stop(self, grace: float) -> None:
+        """Drain the server, then run the cleanups in reverse order."""
+        await self.running.stop(grace)
+        for cleanup in reversed(self.cleanups):
+            await cleanup()
+
+
+async def serve_until_signal(started: StartedService, grace: float) -> None:
+    """Run until SIGTERM/SIGINT, then drain within `grace` seconds and clean up."""
+    try:
+        await wait_for_shutdown_signal()
+    finally:
+        await started.stop(grace)
