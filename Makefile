@@ -1,0 +1,48 @@
+# apirelay: the two commands a user needs are `make up` and `make test`.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+PIP    := $(VENV)/bin/pip
+
+.PHONY: up test test-fast bench bench-quick soak gen gen-check lint clean
+
+$(PY):
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "apirelay needs Python 3.11 or newer")'
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+
+# Installs are re-run only when pyproject.toml changes.
+$(VENV)/.stamp-run: pyproject.toml | $(PY)
+	$(PIP) install --quiet -e .
+	@touch $@
+
+$(VENV)/.stamp-test: pyproject.toml | $(PY)
+	$(PIP) install --quiet -e '.[test]'
+	@touch $@ $(VENV)/.stamp-run
+
+## up: install and run the whole gateway on http://127.0.0.1:8080/v1 (embedded mode)
+up: $(VENV)/.stamp-run
+	$(VENV)/bin/apirelay up
+
+## test: install what the tests need and run the whole suite
+test: $(VENV)/.stamp-test
+	$(PY) scripts/gen_protos.py --check
+	$(PY) -m pytest -m "not soak"
+
+## bench: gateway-added latency and throughput against a direct call to the mock upstream
+bench: $(VENV)/.stamp-test
+	$(PY) -m bench
+
+bench-quick: $(VENV)/.stamp-test
+	$(PY) -m bench --quick
+
+## soak: long load and chaos runs (bounded, loopback only)
+soak: $(VENV)/.stamp-test
+	$(PY) -m pytest -m soak
+
+## gen: regenerate apirelay/ from protos/
+gen: $(VENV)/.stamp-test
+	$(PY) scripts/gen_protos.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache

@@ -1,0 +1,171 @@
+"""Admin commands: talk to the running services with the admin key."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import grpc
+
+from apirelay.auth.v1 import auth_pb2, auth_pb2_grpc
+from apirelay.billing.v1 import billing_pb2, billing_pb2_grpc
+from cli.addresses import Addresses
+from cli.home import Home
+from services.common.grpc_client import open_channel
+from services.common.money import nanos_to_usd, usd_to_nanos
+
+CALL_TIMEOUT_S = 10.0
+
+
+class CommandError(Exception):
+    """A failure to report to the operator as one line."""
+
+
+@dataclass(slots=True)
+class AdminClient:
+    """Stubs of auth and billing plus the admin credentials for every call."""
+
+    auth: auth_pb2_grpc.AuthServiceStub
+    billing: billing_pb2_grpc.BillingServiceStub
+    metadata: tuple[tuple[str, str], ...]
+
+    async def account(self, name: str) -> auth_pb2.Account:
+        """The account called `name`."""
+        reply = await self.auth.GetAccount(
+            auth_pb2.GetAccountRequest(name=name), metadata=self.metadata, timeout=CALL_TIMEOUT_S
+        )
+        return reply.account
+
+    async def add_credit(self, account_id: str, usd: str, note: str) -> billing_pb2.Wallet:
+        """Top up `account_id` by `usd` (a decimal string)."""
+        amount = _usd(usd)
+        if amount <= 0:
+            raise CommandError("the amount must be positive")
+        reply = await self.billing.AddCredit(
+            billing_pb2.AddCreditRequest(account_id=account_id, amount_nanos=amount, note=note),
+            metadata=self.metadata, timeout=CALL_TIMEOUT_S,
+        )
+        return reply.wallet
+
+
+def _usd(text: str) -> int:
+    try:
+        return usd_to_nanos(text)
+    except ValueError as exc:
+        raise CommandError(str(exc)) from exc
+
+
+def _limits(args: argparse.Namespace) -> auth_pb2.KeyLimits:
+    return auth_pb2.KeyLimits(rpm=args.rpm, tpm=args.tpm, concurrency=args.concurrency)
+
+
+def _wallet_line(name: str, wallet: billing_pb2.Wallet) -> str:
+    return (f"{name}: balance {nanos_to_usd(wallet.balance_nanos)} USD "
+            f"(held {nanos_to_usd(wallet.held_nanos)}, "
+            f"available {nanos_to_usd(wallet.available_nanos)})")
+
+
+async def accounts_create(client: AdminClient, args: argparse.Namespace) -> list[str]:
+    """`accounts create NAME [--credit USD] [--group G]`."""
+    reply = await client.auth.CreateAccount(
+        auth_pb2.CreateAccountRequest(name=args.name, group=args.group),
+        metadata=client.metadata, timeout=CALL_TIMEOUT_S,
+    )
+    lines = [f"created account {reply.account.name} ({reply.account.account_id})"]
+    if args.credit is not None:
+        wallet = await client.add_credit(reply.account.account_id, args.credit, "initial credit")
+        lines.append(_wallet_line(reply.account.name, wallet))
+    return lines
+
+
+async def accounts_list(client: AdminClient, args: argparse.Namespace) -> list[str]:
+    """`accounts list`."""
+    reply = await client.auth.ListAccounts(
+        auth_pb2.ListAccountsRequest(), metadata=client.metadata, timeout=CALL_TIMEOUT_S
+    )
+    return [f"{a.account_id}\t{a.name}\t{a.group}\t{auth_pb2.AccountStatus.Name(a.status)}"
+            for a in reply.accounts]
+
+
+async def keys_create(client: AdminClient, args: argparse.Namespace) -> list[str]:
+    """`keys create --account NAME ...`; the secret is alone on the last line."""
+    account = await client.account(args.account)
+    models = [m.strip() for m in (args.models or "").split(",") if m.strip()]
+    reply = await client.auth.CreateApiKey(
+        auth_pb2.CreateApiKeyRequest(account_id=account.account_id, name=args.name,
+                                     allowed_models=models, limits=_limits(args)),
+        metadata=client.metadata, timeout=CALL_TIMEOUT_S,
+    )
+    return [f"created key {reply.key.key_id} for {account.name} "
+            "(the secret below is shown once; store it now)", reply.secret]
+
+
+async def keys_list(client: AdminClient, args: argparse.Namespace) -> list[str]:
+    """`keys list --account NAME`."""
+    account = await client.account(args.account)
+    reply = await client.auth.ListApiKeys(
+        auth_pb2.ListApiKeysRequest(account_id=account.account_id),
+        metadata=client.metadata, timeout=CALL_TIMEOUT_S,
+    )
+    return [f"{k.key_id}\t{k.display_prefix}...\t{auth_pb2.KeyStatus.Name(k.status)}\t"
+            f"rpm={k.limits.rpm} tpm={k.limits.tpm} concurrency={k.limits.concurrency}\t"
+            f"models={','.join(k.allowed_models) or '*'}" for k in reply.keys]
+
+
+async def keys_revoke(client: AdminClient, args: argparse.Namespace) -> list[str]:
+    """`keys revoke KEY_ID`."""
+    reply = await client.auth.RevokeApiKey(
+        auth_pb2.RevokeApiKeyRequest(key_id=args.key_id),
+        metadata=client.metadata, timeout=CALL_TIMEOUT_S,
+    )
+    return [f"revoked key {reply.key.key_id}"]
+
+
+async def topup(client: AdminClient, args: argparse.Namespace) -> list[str]:
+    """`topup NAME USD`."""
+    account = await client.account(args.name)
+    wallet = await client.add_credit(account.account_id, args.usd, "top-up")
+    return [_wallet_line(account.name, wallet)]
+
+
+async def balance(client: AdminClient, args: argparse.Namespace) -> list[str]:
+    """`balance NAME`: the exact balance in USD."""
+    account = await client.account(args.name)
+    reply = await client.billing.GetBalance(
+        billing_pb2.GetBalanceRequest(account_id=account.account_id),
+        metadata=client.metadata, timeout=CALL_TIMEOUT_S,
+    )
+    return [_wallet_line(account.name, reply.wallet)]
+
+
+async def run_admin(args: argparse.Namespace, environ: Mapping[str, str] = os.environ) -> list[str]:
+    """Open channels, run the chosen command, close channels."""
+    admin_key = Home.from_env(environ).read_admin_key(environ)
+    if not admin_key:
+        raise CommandError("no admin key: set APIRELAY_ADMIN_KEY or run `apirelay up` first")
+    addresses = Addresses.from_env(environ)
+    auth_channel = open_channel(addresses.dial("auth", environ))
+    billing_channel = open_channel(addresses.dial("billing", environ))
+    client = AdminClient(
+        auth_pb2_grpc.AuthServiceStub(auth_channel),
+        billing_pb2_grpc.BillingServiceStub(billing_channel),
+        (("authorization", f"Bearer {admin_key}"),),
+    )
+    try:
+        return list(await args.handler(client, args))
+    except grpc.aio.AioRpcError as exc:
+        raise CommandError(_explain(exc)) from exc
+    finally:
+        await auth_channel.close()
+        await billing_channel.close()
+
+
+def _explain(exc: grpc.aio.AioRpcError) -> str:
+    code = exc.code()
+    if code == grpc.StatusCode.UNAVAILABLE:
+        return "cannot reach the services: is `apirelay up` running?"
+    if code == grpc.StatusCode.UNAUTHENTICATED:
+        return "the admin key was refused (APIRELAY_ADMIN_KEY or $APIRELAY_HOME/admin_key)"
+    return f"{code.name.lower()}: {exc.details()}"

@@ -1,0 +1,1 @@
+"""The auth service: accounts, API keys, and key-secret authentication."""
