@@ -27,6 +27,7 @@ up: $(VENV)/.stamp-run
 ## test: install what the tests need and run the whole suite
 test: $(VENV)/.stamp-test
 	$(PY) scripts/gen_protos.py --check
+	$(VENV)/bin/buf lint
 	$(PY) -m pytest -m "not soak"
 
 ## bench: gateway-added latency and throughput against a direct call to the mock upstream
