@@ -9,5 +9,6 @@ COPY cli ./cli
 COPY bench ./bench
 RUN pip install --no-cache-dir .
 COPY apirelay.yaml /etc/apirelay/apirelay.yaml
+RUN mkdir -p /var/lib/apirelay && chown nobody /var/lib/apirelay
 ENV APIRELAY_CONFIG=/etc/apirelay/apirelay.yaml APIRELAY_HOME=/var/lib/apirelay
 USER nobody
