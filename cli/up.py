@@ -142,9 +142,10 @@ async def run_up(environ: dict[str, str]) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     try:
-        for name in SERVICES:
-            child = await supervisor.spawn(name, f"services.{name}")
-            await _wait_grpc_serving(name, addresses.dial(name, {}), child)
+        services = [await supervisor.spawn(name, f"services.{name}") for name in SERVICES]
+        await asyncio.gather(*(
+            _wait_grpc_serving(c.name, addresses.dial(c.name, {}), c) for c in services
+        ))
         edge = await supervisor.spawn("edge", "edge")
         base = f"http://{addresses.edge_host}:{addresses.edge_port}"
         await _wait_http_ready(base + "/readyz", edge)

@@ -1,0 +1,39 @@
+"""`python -m edge`: settings, logging, run (uvloop when importable)."""
+
+from __future__ import annotations
+
+import asyncio
+
+from aiohttp import web
+
+from edge.app import create_app
+from edge.config import Settings
+from services.common.logging import configure_logging
+
+
+def _new_loop() -> asyncio.AbstractEventLoop:
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.new_event_loop()
+    return uvloop.new_event_loop()
+
+
+def main() -> None:
+    """Serve until SIGTERM/SIGINT, then drain within EDGE_SHUTDOWN_GRACE_S."""
+    settings = Settings.from_env()
+    configure_logging("edge", settings.log_level)
+    web.run_app(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        handler_cancellation=True,
+        access_log=None,
+        shutdown_timeout=settings.shutdown_grace_s,
+        print=None,
+        loop=_new_loop(),
+    )
+
+
+if __name__ == "__main__":
+    main()

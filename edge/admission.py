@@ -1,0 +1,115 @@
+"""Admission of a chat request: the limiter lease and the billing hold, in parallel.
+
+A denial or failure of either ends the request with the OpenAI error, and whatever the
+other one granted is undone, so a refused request never leaves a hold or a lease.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections.abc import Mapping
+
+from edge.clients import Clients
+from edge.domain import Lease, LimitKind, LimitState, Principal, Reservation, ReserveDecision
+from edge.errors import ApiError, UpstreamError, from_upstream
+from edge.estimate import Estimate
+from edge.openai.errors import ErrorCode, ErrorType
+from edge.settlement import Settler
+
+_RATE_LIMITED = "Rate limit reached for {kind} per min. Please retry after {seconds}s."
+_TOO_MANY_IN_FLIGHT = "Too many requests in flight for this key. Please retry after {seconds}s."
+_INSUFFICIENT = "You exceeded your current quota: the account's balance is too low."
+_NOT_PRICED = "The model '{model}' has no price set; an operator must price it before use."
+
+
+async def admit(
+    clients: Clients,
+    settler: Settler,
+    principal: Principal,
+    request_id: str,
+    model: str,
+    estimate: Estimate,
+) -> Lease:
+    """The granted lease (the hold is placed too), or ApiError after undoing the other."""
+    acquire = clients.ratelimit.acquire(request_id, principal, estimate.total_tokens)
+    reserve = clients.billing.reserve(
+        request_id, principal, model, estimate.prompt_tokens, estimate.max_completion_tokens
+    )
+    try:
+        lease, hold = await asyncio.gather(acquire, reserve, return_exceptions=True)
+    except asyncio.CancelledError:
+        settler.undo(request_id, principal.key_id, hold=True, lease=True)
+        raise
+    error = _refusal(lease, hold, model)
+    if error is None and isinstance(lease, Lease):
+        return lease
+    for result in (lease, hold):
+        if isinstance(result, BaseException) and not isinstance(result, UpstreamError):
+            settler.undo(request_id, principal.key_id, hold=True, lease=True)
+            raise result
+    # Undo whatever may have been granted: a clean refusal granted nothing, anything
+    # else (granted, or a failed call whose effect is unknown) is released.
+    settler.undo(
+        request_id, principal.key_id,
+        hold=not (isinstance(hold, Reservation) and hold.decision is not ReserveDecision.RESERVED),
+        lease=not (isinstance(lease, Lease) and not lease.allowed),
+    )
+    raise error or ApiError(500, ErrorType.SERVER, "The server had an error.")
+
+
+def _refusal(
+    lease: Lease | BaseException, hold: Reservation | BaseException, model: str
+) -> ApiError | None:
+    if isinstance(lease, UpstreamError):
+        return from_upstream(lease)
+    if isinstance(lease, Lease) and not lease.allowed:
+        return rate_limited(lease)
+    if isinstance(hold, UpstreamError):
+        return from_upstream(hold)
+    if isinstance(hold, Reservation):
+        if hold.decision is ReserveDecision.INSUFFICIENT_BALANCE:
+            return ApiError(
+                429, ErrorType.INSUFFICIENT_QUOTA, _INSUFFICIENT,
+                code=ErrorCode.INSUFFICIENT_QUOTA, headers={"x-should-retry": "false"},
+            )
+        if hold.decision is ReserveDecision.MODEL_NOT_PRICED:
+            return ApiError(
+                403, ErrorType.INVALID_REQUEST, _NOT_PRICED.format(model=model),
+                code=ErrorCode.MODEL_NOT_PRICED, param="model",
+            )
+    return None
+
+
+def rate_limited(lease: Lease) -> ApiError:
+    """The 429 for a denied lease, with `retry-after` and the x-ratelimit-* headers."""
+    denied = next((s for s in lease.states if s.kind is lease.denied_by), None)
+    retry_after = max(1, math.ceil(denied.reset_after_s)) if denied else 1
+    headers = dict(ratelimit_headers(lease.states))
+    headers["retry-after"] = str(retry_after)
+    kind = lease.denied_by or LimitKind.RPM
+    template = _TOO_MANY_IN_FLIGHT if kind is LimitKind.CONCURRENCY else _RATE_LIMITED
+    message = template.format(kind=kind.value, seconds=retry_after)
+    return ApiError(
+        429, ErrorType.RATE_LIMIT, message, code=ErrorCode.RATE_LIMIT_EXCEEDED, headers=headers
+    )
+
+
+def ratelimit_headers(states: tuple[LimitState, ...]) -> Mapping[str, str]:
+    """OpenAI-style `x-ratelimit-{limit,remaining,reset}-{requests,tokens}` headers."""
+    headers: dict[str, str] = {}
+    for state in states:
+        suffix = state.kind.value
+        headers[f"x-ratelimit-limit-{suffix}"] = str(state.limit)
+        headers[f"x-ratelimit-remaining-{suffix}"] = str(max(0, state.remaining))
+        headers[f"x-ratelimit-reset-{suffix}"] = format_duration(state.reset_after_s)
+    return headers
+
+
+def format_duration(seconds: float) -> str:
+    """A duration as OpenAI writes it: "250ms", "1s", "6m0s"."""
+    if seconds < 1:
+        return f"{max(0, round(seconds * 1000))}ms"
+    minutes, secs = divmod(seconds, 60)
+    text = f"{secs:.3f}".rstrip("0").rstrip(".")
+    return f"{int(minutes)}m{text}s" if minutes >= 1 else f"{text}s"

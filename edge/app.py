@@ -1,0 +1,99 @@
+"""The application factory: settings, service clients, middlewares, routes."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+
+from edge.auth import Authenticator, PrincipalCache
+from edge.catalog import ModelCatalog
+from edge.clients import AuthClient, BillingClient, Clients, RateLimitClient, RouterClient
+from edge.config import Settings
+from edge.keys import (
+    AUTHENTICATOR,
+    CATALOG,
+    CLIENTS,
+    LIFECYCLE,
+    SETTINGS,
+    SETTLER,
+    Lifecycle,
+)
+from edge.middlewares import request_context, require_auth
+from edge.routes import setup_routes
+from edge.settlement import Settler
+from services.common.context import get_request_id
+from services.common.grpc_client import open_channel
+from services.common.metrics import start_metrics_server
+
+logger = logging.getLogger(__name__)
+
+
+def create_app(settings: Settings) -> web.Application:
+    """A ready-to-run edge application for `settings`."""
+    app = web.Application(
+        client_max_size=settings.max_body_bytes,
+        middlewares=[request_context, require_auth],
+    )
+    app[SETTINGS] = settings
+    app[LIFECYCLE] = Lifecycle()
+    app.cleanup_ctx.append(_service_clients)
+    app.cleanup_ctx.append(_settlement)
+    app.on_startup.append(_start_metrics)
+    app.on_shutdown.append(_start_draining)
+    setup_routes(app)
+    return app
+
+
+def open_clients(settings: Settings) -> Clients:
+    """Channels to the four services and the typed clients over them."""
+    timeout = settings.rpc_timeout_s
+    channels = (
+        ("auth", open_channel(settings.auth_addr)),
+        ("ratelimit", open_channel(settings.ratelimit_addr)),
+        ("billing", open_channel(settings.billing_addr)),
+        ("router", open_channel(settings.router_addr)),
+    )
+    by_name = dict(channels)
+    return Clients(
+        auth=AuthClient(by_name["auth"], timeout),
+        ratelimit=RateLimitClient(by_name["ratelimit"], timeout),
+        billing=BillingClient(by_name["billing"], timeout),
+        router=RouterClient(by_name["router"], timeout),
+        channels=channels,
+    )
+
+
+async def _service_clients(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    clients = app[CLIENTS] = open_clients(settings)
+    cache = PrincipalCache(settings.auth_cache_ttl_s, settings.auth_cache_size)
+    app[AUTHENTICATOR] = Authenticator(clients.auth, cache)
+    app[CATALOG] = ModelCatalog(
+        lambda: clients.router.list_models(get_request_id()), settings.models_ttl_s
+    )
+    try:
+        yield
+    finally:
+        await clients.close()
+
+
+async def _settlement(app: web.Application) -> AsyncIterator[None]:
+    # Registered after the clients, so it is torn down first: pending settlements
+    # finish while the channels are still open.
+    clients = app[CLIENTS]
+    settler = app[SETTLER] = Settler(clients.billing, clients.ratelimit)
+    yield
+    if settler.pending:
+        logger.info("waiting for %d pending settlement call(s)", settler.pending)
+    await settler.drain()
+
+
+async def _start_metrics(app: web.Application) -> None:
+    start_metrics_server(app[SETTINGS].metrics_addr)
+
+
+async def _start_draining(app: web.Application) -> None:
+    app[LIFECYCLE].draining = True
+    logger.info("shutting down; draining in-flight requests")

@@ -1,0 +1,222 @@
+"""Typed wrappers over the four service stubs.
+
+Every call carries a deadline and the request id as `x-request-id` metadata, and a
+failed call is converted here, once, from `grpc.aio.AioRpcError` into UpstreamError.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import grpc
+
+from apirelay.auth.v1 import auth_pb2, auth_pb2_grpc
+from apirelay.billing.v1 import billing_pb2, billing_pb2_grpc
+from apirelay.ratelimit.v1 import ratelimit_pb2, ratelimit_pb2_grpc
+from apirelay.router.v1 import router_pb2, router_pb2_grpc
+from edge import translate
+from edge.domain import (
+    AuthOutcome,
+    Completion,
+    Lease,
+    ModelInfo,
+    Principal,
+    Reservation,
+    StreamEnd,
+    Usage,
+    UsageSource,
+)
+from edge.errors import UpstreamError
+from services.common.context import REQUEST_ID_HEADER
+
+T = TypeVar("T")
+Metadata = tuple[tuple[str, str], ...]
+
+
+def _metadata(request_id: str) -> Metadata:
+    return ((REQUEST_ID_HEADER, request_id),)
+
+
+async def _unary(service: str, call: Awaitable[T]) -> T:
+    try:
+        return await call
+    except grpc.aio.AioRpcError as exc:
+        raise UpstreamError(service, exc.code(), exc.details() or "") from None
+
+
+class AuthClient:
+    """AuthService: resolve a key secret."""
+
+    def __init__(self, channel: grpc.aio.Channel, timeout_s: float) -> None:
+        self._stub: Any = auth_pb2_grpc.AuthServiceStub(channel)
+        self._timeout = timeout_s
+
+    async def authenticate(
+        self, secret: str, request_id: str
+    ) -> tuple[AuthOutcome, Principal | None]:
+        """The decision for `secret` and, when allowed, its principal."""
+        call = self._stub.AuthenticateKey(
+            auth_pb2.AuthenticateKeyRequest(secret=secret),
+            timeout=self._timeout, metadata=_metadata(request_id),
+        )
+        return translate.auth_outcome(await _unary("auth", call))
+
+
+class RateLimitClient:
+    """RateLimitService: acquire and release leases."""
+
+    def __init__(self, channel: grpc.aio.Channel, timeout_s: float) -> None:
+        self._stub: Any = ratelimit_pb2_grpc.RateLimitServiceStub(channel)
+        self._timeout = timeout_s
+
+    async def acquire(self, request_id: str, principal: Principal, estimated_tokens: int) -> Lease:
+        """Check and consume every limit of the request at once."""
+        call = self._stub.AcquireLease(
+            translate.acquire_request(request_id, principal, estimated_tokens),
+            timeout=self._timeout, metadata=_metadata(request_id),
+        )
+        return translate.lease(await _unary("ratelimit", call))
+
+    async def release(
+        self, request_id: str, lease_id: str, subject: str, actual_tokens: int
+    ) -> bool:
+        """Free the lease's slot and replace its token estimate with `actual_tokens`."""
+        call = self._stub.ReleaseLease(
+            ratelimit_pb2.ReleaseLeaseRequest(
+                lease_id=lease_id, subject=subject, actual_tokens=actual_tokens
+            ),
+            timeout=self._timeout, metadata=_metadata(request_id),
+        )
+        return bool((await _unary("ratelimit", call)).released)
+
+
+class BillingClient:
+    """BillingService: reserve, settle and release holds."""
+
+    def __init__(self, channel: grpc.aio.Channel, timeout_s: float) -> None:
+        self._stub: Any = billing_pb2_grpc.BillingServiceStub(channel)
+        self._timeout = timeout_s
+
+    async def reserve(
+        self, request_id: str, principal: Principal, model: str,
+        prompt_tokens: int, max_completion_tokens: int,
+    ) -> Reservation:
+        """Hold the request's maximum cost on the account's wallet."""
+        request = billing_pb2.ReserveCreditRequest(
+            request_id=request_id, account_id=principal.account_id, key_id=principal.key_id,
+            group=principal.group, model=model, prompt_tokens=prompt_tokens,
+            max_completion_tokens=max_completion_tokens,
+        )
+        call = self._stub.ReserveCredit(
+            request, timeout=self._timeout, metadata=_metadata(request_id)
+        )
+        return translate.reservation(await _unary("billing", call))
+
+    async def settle(
+        self, request_id: str, usage: Usage, source: UsageSource, channel: str
+    ) -> int:
+        """Charge the hold for `usage`; returns the amount charged in nano-USD."""
+        request = translate.settle_request(request_id, usage, source, channel)
+        call = self._stub.SettleCredit(
+            request, timeout=self._timeout, metadata=_metadata(request_id)
+        )
+        return int((await _unary("billing", call)).charged_nanos)
+
+    async def release(self, request_id: str) -> bool:
+        """Drop the request's hold without charging."""
+        call = self._stub.ReleaseCredit(
+            billing_pb2.ReleaseCreditRequest(request_id=request_id),
+            timeout=self._timeout, metadata=_metadata(request_id),
+        )
+        return bool((await _unary("billing", call)).released)
+
+
+class ChatStream:
+    """One running StreamChatCompletion call: read items, cancel at once."""
+
+    def __init__(self, call: Any) -> None:
+        self._call = call
+        self.finished = False
+
+    async def read(self) -> bytes | StreamEnd:
+        """The next chunk's JSON bytes, or the typed end (after which nothing follows)."""
+        try:
+            item = await self._call.read()
+        except grpc.aio.AioRpcError as exc:
+            self.finished = True
+            raise UpstreamError("router", exc.code(), exc.details() or "") from None
+        if item is grpc.aio.EOF:
+            self.finished = True
+            raise UpstreamError("router", grpc.StatusCode.INTERNAL, "stream ended without an end")
+        if item.WhichOneof("item") == "chunk":
+            return bytes(item.chunk)
+        self.finished = True
+        return translate.stream_end(item.end)
+
+    def cancel(self) -> None:
+        """Cancel the call (the router then cancels its upstream request)."""
+        if not self.finished:
+            self.finished = True
+            self._call.cancel()
+
+
+class RouterClient:
+    """RouterService: completions and the model catalog."""
+
+    def __init__(self, channel: grpc.aio.Channel, timeout_s: float) -> None:
+        self._stub: Any = router_pb2_grpc.RouterServiceStub(channel)
+        self._timeout = timeout_s
+
+    async def create(
+        self, request_id: str, model: str, body: bytes, principal: Principal, timeout_s: float
+    ) -> Completion:
+        """Run a non-streaming completion with the client's original body."""
+        request = router_pb2.CreateChatCompletionRequest(
+            request_id=request_id, model=model, body=body, caller=translate.caller(principal)
+        )
+        call = self._stub.CreateChatCompletion(
+            request, timeout=timeout_s, metadata=_metadata(request_id)
+        )
+        return translate.completion(await _unary("router", call))
+
+    def stream(
+        self, request_id: str, model: str, body: bytes, principal: Principal, timeout_s: float
+    ) -> ChatStream:
+        """Start a streaming completion with the client's original body."""
+        request = router_pb2.StreamChatCompletionRequest(
+            request_id=request_id, model=model, body=body, caller=translate.caller(principal)
+        )
+        call = self._stub.StreamChatCompletion(
+            request, timeout=timeout_s, metadata=_metadata(request_id)
+        )
+        return ChatStream(call)
+
+    async def list_models(self, request_id: str) -> list[ModelInfo]:
+        """The catalog."""
+        call = self._stub.ListModels(
+            router_pb2.ListModelsRequest(), timeout=self._timeout, metadata=_metadata(request_id)
+        )
+        return [translate.model_info(m) for m in (await _unary("router", call)).models]
+
+
+@dataclass(frozen=True, slots=True)
+class Clients:
+    """The four service clients and the channels under them."""
+
+    auth: AuthClient
+    ratelimit: RateLimitClient
+    billing: BillingClient
+    router: RouterClient
+    channels: Sequence[tuple[str, grpc.aio.Channel]]
+
+    async def close(self) -> None:
+        """Close every channel."""
+        await asyncio.gather(*(channel.close() for _, channel in self.channels))
+
+    def unhealthy(self) -> list[str]:
+        """Names of the services whose channel is failing to connect."""
+        bad = (grpc.ChannelConnectivity.TRANSIENT_FAILURE, grpc.ChannelConnectivity.SHUTDOWN)
+        return [name for name, ch in self.channels if ch.get_state(try_to_connect=True) in bad]

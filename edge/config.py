@@ -1,0 +1,96 @@
+"""The edge's settings, read once from the environment."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8080
+DEFAULT_AUTH_ADDR = "127.0.0.1:50051"
+DEFAULT_RATELIMIT_ADDR = "127.0.0.1:50052"
+DEFAULT_ROUTER_ADDR = "127.0.0.1:50053"
+DEFAULT_BILLING_ADDR = "127.0.0.1:50054"
+DEFAULT_AUTH_CACHE_TTL_S = 5.0
+DEFAULT_AUTH_CACHE_SIZE = 10_000
+DEFAULT_MODELS_TTL_S = 10.0
+DEFAULT_MAX_BODY_BYTES = 16 * 1024 * 1024
+DEFAULT_KEEPALIVE_S = 15.0
+DEFAULT_REQUEST_TIMEOUT_S = 600.0
+DEFAULT_RPC_TIMEOUT_S = 5.0
+DEFAULT_SHUTDOWN_GRACE_S = 120.0
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Everything the edge reads from the environment."""
+
+    host: str = DEFAULT_HOST
+    port: int = DEFAULT_PORT
+    auth_addr: str = DEFAULT_AUTH_ADDR
+    ratelimit_addr: str = DEFAULT_RATELIMIT_ADDR
+    router_addr: str = DEFAULT_ROUTER_ADDR
+    billing_addr: str = DEFAULT_BILLING_ADDR
+    auth_cache_ttl_s: float = DEFAULT_AUTH_CACHE_TTL_S
+    auth_cache_size: int = DEFAULT_AUTH_CACHE_SIZE
+    models_ttl_s: float = DEFAULT_MODELS_TTL_S
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    keepalive_s: float = DEFAULT_KEEPALIVE_S
+    request_timeout_s: float = DEFAULT_REQUEST_TIMEOUT_S
+    rpc_timeout_s: float = DEFAULT_RPC_TIMEOUT_S
+    metrics_addr: str = ""
+    shutdown_grace_s: float = DEFAULT_SHUTDOWN_GRACE_S
+    log_level: str = "INFO"
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] = os.environ) -> Settings:
+        """Read the settings; a malformed number fails with the variable's name."""
+        port = environ.get("EDGE_PORT") or environ.get("APIRELAY_PORT") or str(DEFAULT_PORT)
+        return cls(
+            host=environ.get("EDGE_HOST", DEFAULT_HOST),
+            port=_int("EDGE_PORT/APIRELAY_PORT", port),
+            auth_addr=environ.get("AUTH_SERVICE_ADDR", DEFAULT_AUTH_ADDR),
+            ratelimit_addr=environ.get("RATELIMIT_SERVICE_ADDR", DEFAULT_RATELIMIT_ADDR),
+            router_addr=environ.get("ROUTER_SERVICE_ADDR", DEFAULT_ROUTER_ADDR),
+            billing_addr=environ.get("BILLING_SERVICE_ADDR", DEFAULT_BILLING_ADDR),
+            auth_cache_ttl_s=_float(environ, "EDGE_AUTH_CACHE_TTL_S", DEFAULT_AUTH_CACHE_TTL_S),
+            auth_cache_size=_int(
+                "EDGE_AUTH_CACHE_SIZE",
+                environ.get("EDGE_AUTH_CACHE_SIZE", str(DEFAULT_AUTH_CACHE_SIZE)),
+            ),
+            models_ttl_s=_float(environ, "EDGE_MODELS_TTL_S", DEFAULT_MODELS_TTL_S),
+            max_body_bytes=_int(
+                "EDGE_MAX_BODY_BYTES",
+                environ.get("EDGE_MAX_BODY_BYTES", str(DEFAULT_MAX_BODY_BYTES)),
+            ),
+            keepalive_s=_float(environ, "EDGE_KEEPALIVE_S", DEFAULT_KEEPALIVE_S),
+            request_timeout_s=_float(environ, "EDGE_REQUEST_TIMEOUT_S", DEFAULT_REQUEST_TIMEOUT_S),
+            rpc_timeout_s=_float(environ, "EDGE_RPC_TIMEOUT_S", DEFAULT_RPC_TIMEOUT_S),
+            metrics_addr=environ.get("EDGE_METRICS_ADDR", ""),
+            shutdown_grace_s=_float(environ, "EDGE_SHUTDOWN_GRACE_S", DEFAULT_SHUTDOWN_GRACE_S),
+            log_level=environ.get("EDGE_LOG_LEVEL", "INFO"),
+        )
+
+
+def _int(name: str, raw: str) -> int:
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ValueError(f"{name} must be an integer, got {raw!r}") from None
+    if value < 0:
+        raise ValueError(f"{name} must not be negative, got {raw!r}")
+    return value
+
+
+def _float(environ: Mapping[str, str], name: str, default: float) -> float:
+    raw = environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ValueError(f"{name} must be a number, got {raw!r}") from None
+    if value <= 0:
+        raise ValueError(f"{name} must be positive, got {raw!r}")
+    return value

@@ -1,0 +1,145 @@
+"""The typed facts the edge works with, translated from the services' protos."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """A key's rate limits; zero means unlimited."""
+
+    rpm: int = 0
+    tpm: int = 0
+    concurrency: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """The caller of one request, as AuthService resolved its key."""
+
+    key_id: str
+    account_id: str
+    account_name: str
+    group: str
+    allowed_models: frozenset[str]
+    limits: Limits
+
+    def may_use(self, model: str) -> bool:
+        """True if the key may call `model` (an empty allow-list allows every model)."""
+        return not self.allowed_models or model in self.allowed_models
+
+
+class AuthOutcome(enum.Enum):
+    """What AuthService decided about a secret."""
+
+    ALLOWED = "allowed"
+    UNKNOWN_KEY = "unknown_key"
+    REVOKED = "revoked"
+    ACCOUNT_DISABLED = "account_disabled"
+
+
+@dataclass(frozen=True, slots=True)
+class ModelInfo:
+    """One entry of the router's model catalog."""
+
+    id: str
+    owned_by: str
+    created: int
+    max_output_tokens: int
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """Tokens one request consumed."""
+
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+    cached_prompt_tokens: int = 0
+    reasoning_tokens: int = 0
+
+
+class UsageSource(enum.IntEnum):
+    """Where a usage came from (values equal the proto enum's)."""
+
+    UPSTREAM = 1
+    ESTIMATED = 2
+
+
+class LimitKind(enum.Enum):
+    """Which limit a status describes."""
+
+    RPM = "requests"
+    TPM = "tokens"
+    CONCURRENCY = "concurrency"
+
+
+@dataclass(frozen=True, slots=True)
+class LimitState:
+    """One limit after a decision."""
+
+    kind: LimitKind
+    limit: int
+    remaining: int
+    reset_after_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class Lease:
+    """The limiter's answer to an acquire."""
+
+    allowed: bool
+    lease_id: str
+    denied_by: LimitKind | None
+    states: tuple[LimitState, ...]
+
+
+class ReserveDecision(enum.Enum):
+    """Billing's answer to a reserve."""
+
+    RESERVED = "reserved"
+    INSUFFICIENT_BALANCE = "insufficient_balance"
+    MODEL_NOT_PRICED = "model_not_priced"
+
+
+@dataclass(frozen=True, slots=True)
+class Reservation:
+    """A hold placed (or not) on the account's wallet."""
+
+    decision: ReserveDecision
+    held_nanos: int
+
+
+@dataclass(frozen=True, slots=True)
+class CompletionFailure:
+    """An error the router asks the edge to show the client."""
+
+    http_status: int
+    type: str
+    code: str | None
+    message: str
+    param: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Completion:
+    """A non-streaming completion: the OpenAI body, or the failure."""
+
+    body: bytes
+    usage: Usage | None
+    usage_source: UsageSource
+    channel: str
+    failure: CompletionFailure | None
+
+
+@dataclass(frozen=True, slots=True)
+class StreamEnd:
+    """The last item of a router stream."""
+
+    usage: Usage | None
+    usage_source: UsageSource
+    finish_reason: str
+    channel: str
+    failure: CompletionFailure | None

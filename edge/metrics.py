@@ -1,0 +1,25 @@
+"""Prometheus metrics of the edge (module-level metric objects are the accepted exception)."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+REQUESTS = Counter(
+    "apirelay_edge_requests_total", "HTTP requests answered, by route and status.",
+    ["route", "status"],
+)
+LATENCY = Histogram(
+    "apirelay_edge_request_duration_seconds", "Time to answer a request (whole stream).",
+    ["route"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600),
+)
+STREAM_TTFB = Histogram(
+    "apirelay_edge_stream_first_byte_seconds", "Time from request to the first streamed chunk.",
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60),
+)
+ACTIVE_STREAMS = Gauge("apirelay_edge_active_streams", "SSE streams being relayed now.")
+SETTLEMENT_FAILURES = Counter(
+    "apirelay_edge_settlement_failures_total",
+    "Settle, release or lease-release calls given up after retries.",
+    ["operation"],
+)

@@ -1,0 +1,1 @@
+"""The OpenAI HTTP schema: pydantic request models, response models and error kinds."""

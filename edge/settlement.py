@@ -1,0 +1,174 @@
+"""The end of every admitted request: settle or release the hold, release the lease.
+
+It runs in background tasks the Settler tracks, so the client never waits for it and
+shutdown can await whatever is still pending. Settle, release and lease release are
+idempotent by request id, so they are retried on UNAVAILABLE / DEADLINE_EXCEEDED.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import grpc
+
+from edge.domain import Usage, UsageSource
+from edge.errors import UpstreamError
+from edge.estimate import delta_texts
+from edge.metrics import SETTLEMENT_FAILURES
+from services.common.tokens import estimate_tokens
+
+logger = logging.getLogger(__name__)
+
+_RETRYABLE = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED})
+
+
+@dataclass(slots=True)
+class Outcome:
+    """What one admitted request consumed, filled in as it runs."""
+
+    request_id: str
+    subject: str
+    lease_id: str
+    prompt_estimate: int
+    usage: Usage | None = None
+    usage_source: UsageSource = UsageSource.UPSTREAM
+    channel: str = ""
+    delivered: list[str] = field(default_factory=list)
+    client_gone: bool = False
+    completed: bool = False
+
+    def record_chunk(self, chunk: bytes) -> None:
+        """Remember the text a chunk delivered, for an estimate if usage never comes."""
+        self.delivered.extend(delta_texts(chunk))
+
+    def record_usage(self, usage: Usage | None, source: UsageSource, channel: str) -> None:
+        """Keep the router's typed usage and the channel that served."""
+        self.usage = usage
+        self.usage_source = source
+        self.channel = channel
+
+    def final_usage(self) -> tuple[Usage, UsageSource] | None:
+        """The usage to settle, or None when nothing was consumed (release instead).
+
+        Without a reported usage, a request that completed, delivered text or lost its
+        client is billed as the prompt estimate plus the estimate of the delivered text.
+        """
+        if self.usage is not None:
+            return self.usage, self.usage_source
+        if not (self.client_gone or self.completed or self.delivered):
+            return None
+        completion = estimate_tokens("".join(self.delivered))
+        prompt = self.prompt_estimate
+        return Usage(prompt, completion, prompt + completion), UsageSource.ESTIMATED
+
+
+class Holds(Protocol):
+    """What the Settler needs of BillingService (edge.clients.BillingClient)."""
+
+    async def settle(
+        self, request_id: str, usage: Usage, source: UsageSource, channel: str
+    ) -> int:
+        """Charge the hold for `usage`."""
+
+    async def release(self, request_id: str) -> bool:
+        """Drop the hold."""
+
+
+class Leases(Protocol):
+    """What the Settler needs of RateLimitService (edge.clients.RateLimitClient)."""
+
+    async def release(
+        self, request_id: str, lease_id: str, subject: str, actual_tokens: int
+    ) -> bool:
+        """Free the lease and reconcile its tokens."""
+
+
+class Settler:
+    """Runs and tracks the end-of-request calls."""
+
+    def __init__(
+        self,
+        billing: Holds,
+        ratelimit: Leases,
+        *,
+        attempts: int = 4,
+        backoff_s: float = 0.2,
+    ) -> None:
+        self._billing = billing
+        self._ratelimit = ratelimit
+        self._attempts = max(1, attempts)
+        self._backoff = backoff_s
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    @property
+    def pending(self) -> int:
+        """Calls still running."""
+        return len(self._tasks)
+
+    def finish(self, outcome: Outcome) -> None:
+        """Settle (or release) the hold and release the lease, in the background."""
+        self._spawn(self._finish(outcome))
+
+    def undo(self, request_id: str, subject: str, *, hold: bool, lease: bool) -> None:
+        """Drop what an admission that failed half-way left behind."""
+        self._spawn(self._undo(request_id, subject, hold, lease))
+
+    async def drain(self) -> None:
+        """Wait until every pending call has ended (at shutdown, and in tests)."""
+        while self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _finish(self, outcome: Outcome) -> None:
+        rid = outcome.request_id
+        final = outcome.final_usage()
+        if final is None:
+            await self._retry("release_credit", lambda: self._billing.release(rid))
+            actual = 0
+        else:
+            usage, source = final
+            await self._retry(
+                "settle_credit",
+                lambda: self._billing.settle(rid, usage, source, outcome.channel),
+            )
+            actual = usage.total_tokens
+        await self._retry(
+            "release_lease",
+            lambda: self._ratelimit.release(rid, outcome.lease_id, outcome.subject, actual),
+        )
+
+    async def _undo(self, request_id: str, subject: str, hold: bool, lease: bool) -> None:
+        if hold:
+            await self._retry("release_credit", lambda: self._billing.release(request_id))
+        if lease:
+            # The lease id is the request id, so a lease whose acquire answer was lost
+            # can still be released.
+            await self._retry(
+                "release_lease",
+                lambda: self._ratelimit.release(request_id, request_id, subject, 0),
+            )
+
+    async def _retry(self, operation: str, call: Callable[[], Awaitable[object]]) -> None:
+        for attempt in range(self._attempts):
+            try:
+                await call()
+                return
+            except UpstreamError as exc:
+                if exc.code not in _RETRYABLE or attempt == self._attempts - 1:
+                    SETTLEMENT_FAILURES.labels(operation).inc()
+                    logger.error("%s gave up after %d attempt(s): %s %s", operation,
+                                 attempt + 1, exc.code.name, exc.details)
+                    return
+            except Exception:  # a background task must log its failure, never vanish
+                SETTLEMENT_FAILURES.labels(operation).inc()
+                logger.exception("%s failed", operation)
+                return
+            await asyncio.sleep(self._backoff * 2**attempt)

@@ -1,0 +1,197 @@
+"""Pure conversions between the services' proto messages and the edge's dataclasses."""
+
+from __future__ import annotations
+
+from apirelay.auth.v1 import auth_pb2
+from apirelay.billing.v1 import billing_pb2
+from apirelay.common.v1 import usage_pb2
+from apirelay.ratelimit.v1 import ratelimit_pb2
+from apirelay.router.v1 import router_pb2
+from edge.domain import (
+    AuthOutcome,
+    Completion,
+    CompletionFailure,
+    Lease,
+    LimitKind,
+    Limits,
+    LimitState,
+    ModelInfo,
+    Principal,
+    Reservation,
+    ReserveDecision,
+    StreamEnd,
+    Usage,
+    UsageSource,
+)
+
+_AUTH = {
+    auth_pb2.AUTH_DECISION_ALLOWED: AuthOutcome.ALLOWED,
+    auth_pb2.AUTH_DECISION_UNKNOWN_KEY: AuthOutcome.UNKNOWN_KEY,
+    auth_pb2.AUTH_DECISION_REVOKED: AuthOutcome.REVOKED,
+    auth_pb2.AUTH_DECISION_ACCOUNT_DISABLED: AuthOutcome.ACCOUNT_DISABLED,
+}
+_LIMIT_KIND = {
+    ratelimit_pb2.LIMIT_KIND_RPM: LimitKind.RPM,
+    ratelimit_pb2.LIMIT_KIND_TPM: LimitKind.TPM,
+    ratelimit_pb2.LIMIT_KIND_CONCURRENCY: LimitKind.CONCURRENCY,
+}
+_RESERVE = {
+    billing_pb2.RESERVE_DECISION_RESERVED: ReserveDecision.RESERVED,
+    billing_pb2.RESERVE_DECISION_INSUFFICIENT_BALANCE: ReserveDecision.INSUFFICIENT_BALANCE,
+    billing_pb2.RESERVE_DECISION_MODEL_NOT_PRICED: ReserveDecision.MODEL_NOT_PRICED,
+}
+
+
+def auth_outcome(
+    response: auth_pb2.AuthenticateKeyResponse,
+) -> tuple[AuthOutcome, Principal | None]:
+    """The decision and, when allowed, the principal; an unset decision counts as unknown."""
+    outcome = _AUTH.get(response.decision, AuthOutcome.UNKNOWN_KEY)
+    if outcome is not AuthOutcome.ALLOWED or not response.HasField("principal"):
+        return (AuthOutcome.UNKNOWN_KEY if outcome is AuthOutcome.ALLOWED else outcome), None
+    p = response.principal
+    limits = Limits(rpm=p.limits.rpm, tpm=p.limits.tpm, concurrency=p.limits.concurrency)
+    principal = Principal(
+        key_id=p.key_id,
+        account_id=p.account_id,
+        account_name=p.account_name,
+        group=p.group,
+        allowed_models=frozenset(p.allowed_models),
+        limits=limits,
+    )
+    return outcome, principal
+
+
+def acquire_request(
+    request_id: str, principal: Principal, estimated_tokens: int
+) -> ratelimit_pb2.AcquireLeaseRequest:
+    """The limiter request for one chat request of `principal`."""
+    lim = principal.limits
+    return ratelimit_pb2.AcquireLeaseRequest(
+        request_id=request_id,
+        subject=principal.key_id,
+        limits=ratelimit_pb2.Limits(rpm=lim.rpm, tpm=lim.tpm, concurrency=lim.concurrency),
+        estimated_tokens=estimated_tokens,
+    )
+
+
+def lease(response: ratelimit_pb2.AcquireLeaseResponse) -> Lease:
+    """The limiter's decision as a Lease."""
+    states = tuple(
+        LimitState(
+            kind=_LIMIT_KIND[s.kind],
+            limit=s.limit,
+            remaining=s.remaining,
+            reset_after_s=s.reset_after.seconds + s.reset_after.nanos / 1e9,
+        )
+        for s in response.statuses
+        if s.kind in _LIMIT_KIND
+    )
+    return Lease(
+        allowed=response.decision == ratelimit_pb2.LEASE_DECISION_ALLOWED,
+        lease_id=response.lease_id,
+        denied_by=_LIMIT_KIND.get(response.denied_by),
+        states=states,
+    )
+
+
+def reservation(response: billing_pb2.ReserveCreditResponse) -> Reservation:
+    """Billing's reserve decision; an unset decision is treated as no hold placed."""
+    decision = _RESERVE.get(response.decision, ReserveDecision.INSUFFICIENT_BALANCE)
+    return Reservation(decision=decision, held_nanos=response.held_nanos)
+
+
+def usage_to_proto(usage: Usage) -> usage_pb2.Usage:
+    """A Usage as the proto message."""
+    return usage_pb2.Usage(
+        prompt_tokens=usage.prompt_tokens,
+        completion_tokens=usage.completion_tokens,
+        total_tokens=usage.total_tokens,
+        cached_prompt_tokens=usage.cached_prompt_tokens,
+        reasoning_tokens=usage.reasoning_tokens,
+    )
+
+
+def settle_request(
+    request_id: str, usage: Usage, source: UsageSource, channel: str
+) -> billing_pb2.SettleCreditRequest:
+    """The settle request for a finished request."""
+    proto_source = (
+        usage_pb2.USAGE_SOURCE_ESTIMATED
+        if source is UsageSource.ESTIMATED
+        else usage_pb2.USAGE_SOURCE_UPSTREAM
+    )
+    return billing_pb2.SettleCreditRequest(
+        request_id=request_id, usage=usage_to_proto(usage), usage_source=proto_source,
+        channel=channel,
+    )
+
+
+def usage_from_proto(message: usage_pb2.Usage) -> Usage | None:
+    """The usage, or None when nothing was reported."""
+    total = message.total_tokens or message.prompt_tokens + message.completion_tokens
+    if total == 0:
+        return None
+    return Usage(
+        prompt_tokens=message.prompt_tokens,
+        completion_tokens=message.completion_tokens,
+        total_tokens=total,
+        cached_prompt_tokens=message.cached_prompt_tokens,
+        reasoning_tokens=message.reasoning_tokens,
+    )
+
+
+def _source(value: int) -> UsageSource:
+    if value == usage_pb2.USAGE_SOURCE_ESTIMATED:
+        return UsageSource.ESTIMATED
+    return UsageSource.UPSTREAM
+
+
+def failure(error: router_pb2.CompletionError) -> CompletionFailure:
+    """The router's CompletionError as a dataclass (empty strings become None)."""
+    return CompletionFailure(
+        http_status=error.http_status,
+        type=error.type,
+        code=error.code or None,
+        message=error.message,
+        param=error.param or None,
+    )
+
+
+def caller(principal: Principal) -> router_pb2.Caller:
+    """Who is asking, for the router."""
+    return router_pb2.Caller(
+        account_id=principal.account_id, key_id=principal.key_id, group=principal.group
+    )
+
+
+def completion(response: router_pb2.CreateChatCompletionResponse) -> Completion:
+    """A non-streaming router answer."""
+    return Completion(
+        body=response.body,
+        usage=usage_from_proto(response.usage) if response.HasField("usage") else None,
+        usage_source=_source(response.usage_source),
+        channel=response.route.channel,
+        failure=failure(response.error) if response.HasField("error") else None,
+    )
+
+
+def stream_end(end: router_pb2.StreamEnd) -> StreamEnd:
+    """The typed end of a router stream."""
+    return StreamEnd(
+        usage=usage_from_proto(end.usage) if end.HasField("usage") else None,
+        usage_source=_source(end.usage_source),
+        finish_reason=end.finish_reason,
+        channel=end.route.channel,
+        failure=failure(end.error) if end.HasField("error") else None,
+    )
+
+
+def model_info(model: router_pb2.Model) -> ModelInfo:
+    """One catalog entry."""
+    return ModelInfo(
+        id=model.id,
+        owned_by=model.owned_by,
+        created=model.created,
+        max_output_tokens=model.max_output_tokens,
+    )

@@ -1,0 +1,1 @@
+"""The billing service: prices, wallets, holds, the ledger and usage records."""

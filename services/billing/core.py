@@ -1,0 +1,215 @@
+"""The ledger rules: reserve the maximum cost, settle the real cost once, release.
+
+The store makes each step atomic; this module decides amounts and what an outcome means.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import Enum
+
+from services.billing.domain import (
+    INT64_MAX,
+    Charge,
+    Hold,
+    HoldStatus,
+    NewHold,
+    TokenUsage,
+    TopUp,
+    UsageSource,
+    Wallet,
+)
+from services.billing.errors import (
+    AmountOutOfRange,
+    HoldNotFound,
+    HoldNotOpen,
+    IdempotencyConflict,
+    InvalidBillingRequest,
+    ModelNotPriced,
+)
+from services.billing.pricing import PriceBook, cost_nanos
+from services.billing.store import BillingStore
+from services.common.gateway_config import ModelPrice
+
+logger = logging.getLogger(__name__)
+
+Clock = Callable[[], datetime]
+
+
+def utc_now() -> datetime:
+    """The wall clock, timezone-aware UTC."""
+    return datetime.now(UTC)
+
+
+class ReserveDecision(Enum):
+    """The outcome of a reserve."""
+
+    RESERVED = "reserved"
+    INSUFFICIENT_BALANCE = "insufficient_balance"
+    MODEL_NOT_PRICED = "model_not_priced"
+
+
+@dataclass(frozen=True, slots=True)
+class ReserveRequest:
+    """A request asking for a hold of its maximum cost."""
+
+    request_id: str
+    account_id: str
+    key_id: str
+    group: str
+    model: str
+    prompt_tokens: int
+    max_completion_tokens: int
+
+
+@dataclass(frozen=True, slots=True)
+class ReserveResult:
+    """The decision, the amount held (0 unless reserved) and the wallet after it."""
+
+    decision: ReserveDecision
+    held_nanos: int
+    wallet: Wallet
+
+
+@dataclass(frozen=True, slots=True)
+class SettleRequest:
+    """The real usage of a reserved request."""
+
+    request_id: str
+    usage: TokenUsage
+    usage_source: UsageSource
+    channel: str
+
+
+@dataclass(frozen=True, slots=True)
+class SettleResult:
+    """The charge, the wallet, whether this call settled it and whether it beat the hold."""
+
+    charged_nanos: int
+    wallet: Wallet
+    newly_settled: bool
+    exceeded_hold: bool = False
+
+
+def _require(value: str, name: str) -> None:
+    if not value:
+        raise InvalidBillingRequest(f"{name} is required")
+
+
+class Ledger:
+    """Reserve, settle, release and top up, on top of an atomic store."""
+
+    def __init__(self, store: BillingStore, prices: PriceBook, clock: Clock = utc_now) -> None:
+        self._store = store
+        self._prices = prices
+        self._clock = clock
+
+    def price(self, model: str) -> ModelPrice:
+        """The model's price; ModelNotPriced when it has none."""
+        _require(model, "model")
+        price = self._prices.price(model)
+        if price is None:
+            raise ModelNotPriced(model)
+        return price
+
+    async def reserve(self, req: ReserveRequest) -> ReserveResult:
+        """Hold the cost of the prompt plus the largest completion; idempotent by request id."""
+        _require(req.request_id, "request_id")
+        _require(req.account_id, "account_id")
+        _require(req.model, "model")
+        tariff = self._prices.tariff(req.model, req.group)
+        if tariff is None:
+            wallet = await self._store.get_wallet(req.account_id)
+            return ReserveResult(ReserveDecision.MODEL_NOT_PRICED, 0, wallet)
+        amount = cost_nanos(tariff, TokenUsage(req.prompt_tokens, req.max_completion_tokens))
+        outcome = await self._store.place_hold(
+            NewHold(
+                req.request_id,
+                req.account_id,
+                req.key_id,
+                req.group,
+                req.model,
+                tariff,
+                amount,
+                self._clock(),
+            )
+        )
+        hold = outcome.hold
+        if hold is None:
+            return ReserveResult(ReserveDecision.INSUFFICIENT_BALANCE, 0, outcome.wallet)
+        if not outcome.created:
+            # A replay: the same request must be the same request, and still open.
+            if (hold.account_id, hold.model) != (req.account_id, req.model):
+                raise IdempotencyConflict(
+                    f"request {req.request_id!r} was reserved for another account or model"
+                )
+            if hold.status is not HoldStatus.OPEN:
+                raise HoldNotOpen(req.request_id, hold.status.value)
+        return ReserveResult(ReserveDecision.RESERVED, hold.amount_nanos, outcome.wallet)
+
+    async def settle(self, req: SettleRequest) -> SettleResult:
+        """Charge the real cost of an open hold exactly once; replays return the first result."""
+        _require(req.request_id, "request_id")
+        hold = await self._store.get_hold(req.request_id)
+        if hold is not None and hold.status is HoldStatus.OPEN:
+            if (result := await self._charge(hold, req)) is not None:
+                return result
+            # Another settle or a release won the race: report what it did.
+            hold = await self._store.get_hold(req.request_id)
+        if hold is None:
+            raise HoldNotFound(req.request_id)
+        if hold.status is not HoldStatus.SETTLED:
+            raise HoldNotOpen(req.request_id, hold.status.value)
+        wallet = await self._store.get_wallet(hold.account_id)
+        return SettleResult(hold.charged_nanos, wallet, False)
+
+    async def _charge(self, hold: Hold, req: SettleRequest) -> SettleResult | None:
+        # Billed with the tariff snapshot taken at reserve time, so a price change
+        # between reserve and settle cannot make a request free or unbillable.
+        charge = cost_nanos(hold.tariff, req.usage)
+        settlement = await self._store.settle_hold(
+            Charge(req.request_id, charge, req.usage, req.usage_source, req.channel, self._clock())
+        )
+        if settlement is None:
+            return None
+        # The hold is an upper bound only if the caller kept to max_completion_tokens and
+        # its prompt estimate; when the real cost is higher we still charge all of it, so
+        # the balance may go below zero by the estimate error.
+        exceeded = charge > hold.amount_nanos
+        if exceeded:
+            logger.info(
+                "charge %s exceeds hold %s of request %s", charge, hold.amount_nanos, req.request_id
+            )
+        return SettleResult(charge, settlement.wallet, True, exceeded)
+
+    async def release(self, request_id: str) -> bool:
+        """Drop an open hold without charge; False when there was no open hold."""
+        _require(request_id, "request_id")
+        return await self._store.release_hold(request_id, self._clock())
+
+    async def add_credit(
+        self, account_id: str, amount_nanos: int, reference: str, note: str
+    ) -> Wallet:
+        """Add funds, creating the wallet if needed; idempotent by a non-empty reference."""
+        _require(account_id, "account_id")
+        if amount_nanos <= 0:
+            raise InvalidBillingRequest("amount_nanos must be positive")
+        if amount_nanos > INT64_MAX:
+            raise AmountOutOfRange("amount_nanos does not fit in int64")
+        outcome = await self._store.add_credit(
+            TopUp(account_id, amount_nanos, reference, note, self._clock())
+        )
+        if not outcome.created and (outcome.account_id, outcome.amount_nanos) != (
+            account_id,
+            amount_nanos,
+        ):
+            raise IdempotencyConflict(f"reference {reference!r} was used for a different top-up")
+        return outcome.wallet
+
+    async def balance(self, account_id: str) -> Wallet:
+        """The account's wallet (zero when it has none)."""
+        _require(account_id, "account_id")
+        return await self._store.get_wallet(account_id)

@@ -1,0 +1,19 @@
+"""Prometheus metrics of the billing service (module-level by Prometheus' design)."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter
+
+RESERVES = Counter(
+    "apirelay_billing_reserves_total", "ReserveCredit outcomes by decision.", ["decision"]
+)
+# A float counter: exact up to 2**53 nano-USD (about 9 million USD), enough for rate().
+SETTLED_NANOS = Counter(
+    "apirelay_billing_settled_nanos_total", "Nano-USD charged by first settles."
+)
+SETTLE_DUPLICATES = Counter(
+    "apirelay_billing_settle_duplicates_total", "Settles of an already settled request."
+)
+CHARGES_OVER_HOLD = Counter(
+    "apirelay_billing_charges_over_hold_total", "Settles whose real cost exceeded the hold."
+)

@@ -1,0 +1,163 @@
+"""The BillingService servicer: proto in, ledger call, proto out."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, TypeAlias
+
+import grpc
+
+from apirelay.billing.v1 import billing_pb2, billing_pb2_grpc
+from apirelay.common.v1 import usage_pb2
+from services.billing.core import Ledger, ReserveDecision, ReserveRequest, SettleRequest
+from services.billing.domain import TokenUsage, UsageSource, Wallet
+from services.billing.errors import (
+    AmountOutOfRange,
+    HoldNotFound,
+    HoldNotOpen,
+    IdempotencyConflict,
+    InvalidBillingRequest,
+    ModelNotPriced,
+    StoreUnavailable,
+)
+from services.billing.metrics import (
+    CHARGES_OVER_HOLD,
+    RESERVES,
+    SETTLE_DUPLICATES,
+    SETTLED_NANOS,
+)
+from services.common.interceptor import ErrorTable
+
+if TYPE_CHECKING:
+    Context: TypeAlias = grpc.aio.ServicerContext[Any, Any]
+
+ERRORS: ErrorTable = {
+    InvalidBillingRequest: grpc.StatusCode.INVALID_ARGUMENT,
+    AmountOutOfRange: grpc.StatusCode.INVALID_ARGUMENT,
+    ModelNotPriced: grpc.StatusCode.NOT_FOUND,
+    HoldNotFound: grpc.StatusCode.NOT_FOUND,
+    HoldNotOpen: grpc.StatusCode.FAILED_PRECONDITION,
+    IdempotencyConflict: grpc.StatusCode.ALREADY_EXISTS,
+    StoreUnavailable: grpc.StatusCode.UNAVAILABLE,
+}
+
+_DECISIONS = {
+    ReserveDecision.RESERVED: billing_pb2.RESERVE_DECISION_RESERVED,
+    ReserveDecision.INSUFFICIENT_BALANCE: billing_pb2.RESERVE_DECISION_INSUFFICIENT_BALANCE,
+    ReserveDecision.MODEL_NOT_PRICED: billing_pb2.RESERVE_DECISION_MODEL_NOT_PRICED,
+}
+_SOURCES = {
+    usage_pb2.USAGE_SOURCE_UPSTREAM: UsageSource.UPSTREAM,
+    usage_pb2.USAGE_SOURCE_ESTIMATED: UsageSource.ESTIMATED,
+}
+
+
+def wallet_to_proto(wallet: Wallet) -> billing_pb2.Wallet:
+    """The wire form of a wallet."""
+    return billing_pb2.Wallet(
+        account_id=wallet.account_id,
+        balance_nanos=wallet.balance_nanos,
+        held_nanos=wallet.held_nanos,
+        available_nanos=wallet.available_nanos,
+    )
+
+
+def usage_from_proto(usage: usage_pb2.Usage) -> TokenUsage:
+    """Token counts from the wire; invalid counts raise InvalidBillingRequest."""
+    return TokenUsage(
+        prompt_tokens=usage.prompt_tokens,
+        completion_tokens=usage.completion_tokens,
+        cached_prompt_tokens=usage.cached_prompt_tokens,
+        reasoning_tokens=usage.reasoning_tokens,
+    )
+
+
+class BillingServicer(billing_pb2_grpc.BillingServiceServicer):
+    """Adapts BillingService RPCs to the Ledger."""
+
+    def __init__(self, ledger: Ledger) -> None:
+        self._ledger = ledger
+
+    async def ReserveCredit(
+        self, request: billing_pb2.ReserveCreditRequest, context: Context
+    ) -> billing_pb2.ReserveCreditResponse:
+        """Hold the request's maximum cost, or say why not."""
+        result = await self._ledger.reserve(
+            ReserveRequest(
+                request_id=request.request_id,
+                account_id=request.account_id,
+                key_id=request.key_id,
+                group=request.group,
+                model=request.model,
+                prompt_tokens=request.prompt_tokens,
+                max_completion_tokens=request.max_completion_tokens,
+            )
+        )
+        RESERVES.labels(result.decision.value).inc()
+        return billing_pb2.ReserveCreditResponse(
+            decision=_DECISIONS[result.decision],
+            held_nanos=result.held_nanos,
+            wallet=wallet_to_proto(result.wallet),
+        )
+
+    async def SettleCredit(
+        self, request: billing_pb2.SettleCreditRequest, context: Context
+    ) -> billing_pb2.SettleCreditResponse:
+        """Charge the real usage once; a replay returns the first charge."""
+        if not request.HasField("usage"):
+            raise InvalidBillingRequest("usage is required")
+        source = _SOURCES.get(request.usage_source)
+        if source is None:
+            raise InvalidBillingRequest("usage_source must be UPSTREAM or ESTIMATED")
+        result = await self._ledger.settle(
+            SettleRequest(
+                request.request_id, usage_from_proto(request.usage), source, request.channel
+            )
+        )
+        if result.newly_settled:
+            SETTLED_NANOS.inc(result.charged_nanos)
+        else:
+            SETTLE_DUPLICATES.inc()
+        if result.exceeded_hold:
+            CHARGES_OVER_HOLD.inc()
+        return billing_pb2.SettleCreditResponse(
+            charged_nanos=result.charged_nanos,
+            wallet=wallet_to_proto(result.wallet),
+            newly_settled=result.newly_settled,
+        )
+
+    async def ReleaseCredit(
+        self, request: billing_pb2.ReleaseCreditRequest, context: Context
+    ) -> billing_pb2.ReleaseCreditResponse:
+        """Drop an open hold without charge."""
+        released = await self._ledger.release(request.request_id)
+        return billing_pb2.ReleaseCreditResponse(released=released)
+
+    async def AddCredit(
+        self, request: billing_pb2.AddCreditRequest, context: Context
+    ) -> billing_pb2.AddCreditResponse:
+        """Top up a wallet (admin only)."""
+        wallet = await self._ledger.add_credit(
+            request.account_id, request.amount_nanos, request.reference, request.note
+        )
+        return billing_pb2.AddCreditResponse(wallet=wallet_to_proto(wallet))
+
+    async def GetBalance(
+        self, request: billing_pb2.GetBalanceRequest, context: Context
+    ) -> billing_pb2.GetBalanceResponse:
+        """Read a wallet (admin only)."""
+        wallet = await self._ledger.balance(request.account_id)
+        return billing_pb2.GetBalanceResponse(wallet=wallet_to_proto(wallet))
+
+    async def GetPrice(
+        self, request: billing_pb2.GetPriceRequest, context: Context
+    ) -> billing_pb2.GetPriceResponse:
+        """A model's price; NOT_FOUND when it has none."""
+        price = self._ledger.price(request.model)
+        return billing_pb2.GetPriceResponse(
+            price=billing_pb2.Price(
+                model=request.model,
+                prompt_nanos_per_token=price.prompt,
+                completion_nanos_per_token=price.completion,
+                cached_prompt_nanos_per_token=price.cached_prompt or 0,
+            )
+        )

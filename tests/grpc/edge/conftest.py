@@ -1,0 +1,56 @@
+"""The edge app on an aiohttp TestServer, wired to fake services."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, replace
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+
+from edge.app import create_app
+from edge.config import Settings
+from edge.keys import SETTLER
+from tests.grpc.edge.fakes import SECRET, FakeServices, start_fakes
+
+
+@dataclass
+class Edge:
+    """The running edge, its HTTP client and the fakes behind it."""
+
+    client: TestClient[Any, Any]
+    fakes: FakeServices
+
+    async def settled(self) -> None:
+        """Wait for the background settlement calls."""
+        await self.client.app[SETTLER].drain()
+
+    @property
+    def base_url(self) -> str:
+        """The OpenAI base URL of the edge."""
+        return str(self.client.make_url("/v1"))
+
+
+def auth(secret: str = SECRET) -> dict[str, str]:
+    """The Authorization header for `secret`."""
+    return {"Authorization": f"Bearer {secret}"}
+
+
+@pytest.fixture
+async def edge() -> AsyncIterator[Edge]:
+    """A fresh edge and fresh fakes for one test."""
+    fakes = await start_fakes()
+    settings = replace(
+        Settings(),
+        auth_addr=fakes.address, ratelimit_addr=fakes.address,
+        billing_addr=fakes.address, router_addr=fakes.address,
+        keepalive_s=0.05, rpc_timeout_s=2.0, request_timeout_s=10.0, max_body_bytes=64 * 1024,
+    )
+    client = TestClient(TestServer(create_app(settings)))
+    await client.start_server()
+    try:
+        yield Edge(client, fakes)
+    finally:
+        await client.close()
+        await fakes.server.stop(None)

@@ -1,0 +1,277 @@
+"""Fake AuthService, RateLimitService, BillingService and RouterService for edge tests.
+
+They record every call (with its `x-request-id` metadata) and are told what to answer
+by the test; all four are served by one real grpc.aio server on 127.0.0.1:0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import grpc
+import orjson
+from google.protobuf.duration_pb2 import Duration
+
+from apirelay.auth.v1 import auth_pb2, auth_pb2_grpc
+from apirelay.billing.v1 import billing_pb2, billing_pb2_grpc
+from apirelay.common.v1 import usage_pb2
+from apirelay.ratelimit.v1 import ratelimit_pb2, ratelimit_pb2_grpc
+from apirelay.router.v1 import router_pb2, router_pb2_grpc
+
+SECRET = "sk-test-good"
+LIMITED_SECRET = "sk-test-limited"
+KEY_ID = "key_1"
+ACCOUNT_ID = "acct_1"
+MODEL = "gpt-test"
+OTHER_MODEL = "gpt-other"
+
+
+def _rid(context: Any) -> str:
+    return str(dict(context.invocation_metadata() or ()).get("x-request-id", ""))
+
+
+def principal(key_id: str = KEY_ID, allowed: tuple[str, ...] = ()) -> auth_pb2.Principal:
+    """A principal with small limits."""
+    return auth_pb2.Principal(
+        key_id=key_id, account_id=ACCOUNT_ID, account_name="acme", group="default",
+        allowed_models=list(allowed), limits=auth_pb2.KeyLimits(rpm=60, tpm=100_000, concurrency=4),
+    )
+
+
+class FakeAuth(auth_pb2_grpc.AuthServiceServicer):
+    """Knows two keys: SECRET (every model) and LIMITED_SECRET (only OTHER_MODEL)."""
+
+    def __init__(self) -> None:
+        self.keys = {SECRET: principal(), LIMITED_SECRET: principal("key_2", (OTHER_MODEL,))}
+        self.revoked: set[str] = set()
+        self.calls: list[str] = []
+        self.fail: grpc.StatusCode | None = None
+
+    async def AuthenticateKey(self, request: Any, context: Any) -> Any:
+        self.calls.append(_rid(context))
+        if self.fail is not None:
+            await context.abort(self.fail, "auth store down")
+        if request.secret in self.revoked:
+            return auth_pb2.AuthenticateKeyResponse(decision=auth_pb2.AUTH_DECISION_REVOKED)
+        found = self.keys.get(request.secret)
+        if found is None:
+            return auth_pb2.AuthenticateKeyResponse(decision=auth_pb2.AUTH_DECISION_UNKNOWN_KEY)
+        return auth_pb2.AuthenticateKeyResponse(
+            decision=auth_pb2.AUTH_DECISION_ALLOWED, principal=found
+        )
+
+
+class FakeRateLimit(ratelimit_pb2_grpc.RateLimitServiceServicer):
+    """Allows unless `deny_by` is set; records acquires and releases."""
+
+    def __init__(self) -> None:
+        self.deny_by: ratelimit_pb2.LimitKind.ValueType = ratelimit_pb2.LIMIT_KIND_UNSPECIFIED
+        self.reset_after_s = 2.2
+        self.fail: grpc.StatusCode | None = None
+        self.acquires: list[tuple[str, Any]] = []
+        self.releases: list[Any] = []
+
+    async def AcquireLease(self, request: Any, context: Any) -> Any:
+        self.acquires.append((_rid(context), request))
+        if self.fail is not None:
+            await context.abort(self.fail, "redis down")
+        seconds = int(self.reset_after_s)
+        reset = Duration(seconds=seconds, nanos=int((self.reset_after_s - seconds) * 1e9))
+        statuses = [
+            ratelimit_pb2.LimitStatus(kind=ratelimit_pb2.LIMIT_KIND_RPM, limit=60,
+                                      remaining=0 if self.deny_by else 59, reset_after=reset),
+            ratelimit_pb2.LimitStatus(kind=ratelimit_pb2.LIMIT_KIND_TPM, limit=100_000,
+                                      remaining=90_000, reset_after=Duration(nanos=250_000_000)),
+        ]
+        if self.deny_by:
+            return ratelimit_pb2.AcquireLeaseResponse(
+                decision=ratelimit_pb2.LEASE_DECISION_DENIED, denied_by=self.deny_by,
+                statuses=statuses,
+            )
+        return ratelimit_pb2.AcquireLeaseResponse(
+            decision=ratelimit_pb2.LEASE_DECISION_ALLOWED, statuses=statuses,
+            lease_id=request.request_id,
+        )
+
+    async def ReleaseLease(self, request: Any, context: Any) -> Any:
+        self.releases.append(request)
+        return ratelimit_pb2.ReleaseLeaseResponse(released=True)
+
+
+class FakeBilling(billing_pb2_grpc.BillingServiceServicer):
+    """Reserves with `decision`; records reserves, settles and releases."""
+
+    def __init__(self) -> None:
+        self.decision = billing_pb2.RESERVE_DECISION_RESERVED
+        self.fail: grpc.StatusCode | None = None
+        self.reserves: list[Any] = []
+        self.settles: list[Any] = []
+        self.releases: list[Any] = []
+
+    async def ReserveCredit(self, request: Any, context: Any) -> Any:
+        self.reserves.append(request)
+        if self.fail is not None:
+            await context.abort(self.fail, "database down")
+        held = 1000 if self.decision == billing_pb2.RESERVE_DECISION_RESERVED else 0
+        return billing_pb2.ReserveCreditResponse(decision=self.decision, held_nanos=held)
+
+    async def SettleCredit(self, request: Any, context: Any) -> Any:
+        self.settles.append(request)
+        return billing_pb2.SettleCreditResponse(charged_nanos=10, newly_settled=True)
+
+    async def ReleaseCredit(self, request: Any, context: Any) -> Any:
+        self.releases.append(request)
+        return billing_pb2.ReleaseCreditResponse(released=True)
+
+
+def chunk(text: str, finish: str | None = None) -> bytes:
+    """An OpenAI chat.completion.chunk carrying `text`."""
+    return orjson.dumps({
+        "id": "chatcmpl-1", "object": "chat.completion.chunk", "created": 1, "model": MODEL,
+        "choices": [{"index": 0, "delta": {"content": text}, "finish_reason": finish}],
+    })
+
+
+def completion_body(text: str) -> bytes:
+    """An OpenAI chat.completion carrying `text`."""
+    return orjson.dumps({
+        "id": "chatcmpl-1", "object": "chat.completion", "created": 1, "model": MODEL,
+        "choices": [{"index": 0, "finish_reason": "stop",
+                     "message": {"role": "assistant", "content": text}}],
+        "usage": {"prompt_tokens": 11, "completion_tokens": 7, "total_tokens": 18},
+    })
+
+
+def usage(prompt: int = 11, completion: int = 7) -> usage_pb2.Usage:
+    """A reported usage."""
+    return usage_pb2.Usage(prompt_tokens=prompt, completion_tokens=completion,
+                           total_tokens=prompt + completion)
+
+
+def error(status: int, kind: str, code: str = "", message: str = "upstream said no",
+          param: str = "") -> router_pb2.CompletionError:
+    """A router CompletionError."""
+    return router_pb2.CompletionError(http_status=status, type=kind, code=code,
+                                      message=message, param=param)
+
+
+def end(error_: router_pb2.CompletionError | None = None,
+        usage_: usage_pb2.Usage | None = None) -> router_pb2.StreamEnd:
+    """A StreamEnd (reported usage by default)."""
+    return router_pb2.StreamEnd(
+        usage=usage_ if usage_ is not None else usage(), error=error_,
+        usage_source=usage_pb2.USAGE_SOURCE_UPSTREAM, finish_reason="stop",
+        route=router_pb2.RouteInfo(channel="chan-a", upstream_model=MODEL, attempts=1),
+    )
+
+
+@dataclass
+class Hang:
+    """A stream step that waits forever (until the call is cancelled)."""
+
+
+@dataclass
+class Pause:
+    """A stream step that sleeps `seconds`."""
+
+    seconds: float
+
+
+@dataclass
+class Abort:
+    """A stream step that fails the call with `code`."""
+
+    code: grpc.StatusCode
+
+
+StreamStep = bytes | router_pb2.StreamEnd | Hang | Pause | Abort
+
+
+@dataclass
+class FakeRouter(router_pb2_grpc.RouterServiceServicer):
+    """Serves a catalog, a canned completion and a scripted stream."""
+
+    models: list[router_pb2.Model] = field(default_factory=lambda: [
+        router_pb2.Model(id=MODEL, owned_by="acme", created=1, max_output_tokens=100),
+        router_pb2.Model(id=OTHER_MODEL, owned_by="acme", created=2, max_output_tokens=50),
+    ])
+    response: router_pb2.CreateChatCompletionResponse = field(
+        default_factory=lambda: router_pb2.CreateChatCompletionResponse(
+            body=completion_body("Hi there"), usage=usage(),
+            usage_source=usage_pb2.USAGE_SOURCE_UPSTREAM,
+            route=router_pb2.RouteInfo(channel="chan-a"),
+        )
+    )
+    script: list[StreamStep] = field(default_factory=lambda: [chunk("Hel"), chunk("lo"), end()])
+    fail: grpc.StatusCode | None = None
+    requests: list[Any] = field(default_factory=list)
+    metadata: list[str] = field(default_factory=list)
+    list_calls: int = 0
+    cancelled: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def ListModels(self, request: Any, context: Any) -> Any:
+        self.list_calls += 1
+        return router_pb2.ListModelsResponse(models=self.models)
+
+    async def CreateChatCompletion(self, request: Any, context: Any) -> Any:
+        self.requests.append(request)
+        self.metadata.append(_rid(context))
+        if self.fail is not None:
+            await context.abort(self.fail, "upstream at 10.0.0.7 exploded")
+        try:
+            if any(isinstance(step, Hang) for step in self.script):
+                await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            self.cancelled.set()
+            raise
+        return self.response
+
+    async def StreamChatCompletion(self, request: Any, context: Any) -> AsyncIterator[Any]:
+        self.requests.append(request)
+        self.metadata.append(_rid(context))
+        try:
+            for step in self.script:
+                if isinstance(step, Hang):
+                    await asyncio.Event().wait()
+                elif isinstance(step, Pause):
+                    await asyncio.sleep(step.seconds)
+                elif isinstance(step, Abort):
+                    await context.abort(step.code, "router broke at 10.0.0.7")
+                elif isinstance(step, bytes):
+                    yield router_pb2.StreamChatCompletionResponse(chunk=step)
+                else:
+                    yield router_pb2.StreamChatCompletionResponse(end=step)
+        except asyncio.CancelledError:
+            self.cancelled.set()
+            raise
+
+
+@dataclass
+class FakeServices:
+    """The four fakes on one server."""
+
+    auth: FakeAuth
+    ratelimit: FakeRateLimit
+    billing: FakeBilling
+    router: FakeRouter
+    server: grpc.aio.Server
+    address: str
+
+
+async def start_fakes() -> FakeServices:
+    """Serve fresh fakes on 127.0.0.1:0."""
+    # The generated servicer stubs declare every RPC abstract; the fakes implement the
+    # ones the edge calls.
+    auth, billing = FakeAuth(), FakeBilling()  # type: ignore[abstract]
+    ratelimit, router = FakeRateLimit(), FakeRouter()
+    server = grpc.aio.server()
+    auth_pb2_grpc.add_AuthServiceServicer_to_server(auth, server)
+    ratelimit_pb2_grpc.add_RateLimitServiceServicer_to_server(ratelimit, server)
+    billing_pb2_grpc.add_BillingServiceServicer_to_server(billing, server)
+    router_pb2_grpc.add_RouterServiceServicer_to_server(router, server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    return FakeServices(auth, ratelimit, billing, router, server, f"127.0.0.1:{port}")

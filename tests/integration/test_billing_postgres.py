@@ -1,0 +1,213 @@
+"""The billing store on real PostgreSQL: no over-commit, exactly-once, ledger == balance."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import uuid
+from collections.abc import AsyncIterator
+
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from services.billing.core import Ledger, ReserveDecision, ReserveRequest, SettleRequest
+from services.billing.database import create_schema, open_engine
+from services.billing.domain import HoldStatus, TokenUsage, UsageSource
+from services.billing.errors import HoldNotOpen, StoreUnavailable
+from services.billing.models import HoldRow, LedgerEntryRow, UsageRecordRow, WalletRow
+from services.billing.pricing import PriceBook
+from services.billing.store import SqlBillingStore
+from services.common.gateway_config import parse_gateway_config
+from tests.backends import free_port
+
+pytestmark = pytest.mark.integration
+
+PRICES = PriceBook.from_config(
+    parse_gateway_config(
+        {
+            "models": [
+                {"id": "m", "price": {"prompt": 150, "completion": 600, "cached_prompt": 75}}
+            ],
+            "groups": {"default": 10_000, "vip": 8_500},
+        }
+    )
+)
+HOLD = 100 * 150 + 50 * 600  # reserve() below: 100 prompt, 50 max completion
+
+
+@pytest.fixture
+async def engine(postgres_url: str) -> AsyncIterator[AsyncEngine]:
+    engine = open_engine(postgres_url)
+    await create_schema(engine)
+    try:
+        yield engine
+    finally:
+        await engine.dispose()
+
+
+@pytest.fixture
+def ledger(engine: AsyncEngine) -> Ledger:
+    return Ledger(SqlBillingStore(engine), PRICES)
+
+
+def uid(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:12]}"
+
+
+def reserve(account: str, request_id: str, group: str = "default") -> ReserveRequest:
+    return ReserveRequest(request_id, account, "key", group, "m", 100, 50)
+
+
+def settle(request_id: str, completion: int = 20) -> SettleRequest:
+    return SettleRequest(request_id, TokenUsage(100, completion, 30), UsageSource.UPSTREAM, "ch")
+
+
+async def ledger_sum(engine: AsyncEngine, account: str) -> int:
+    async with engine.connect() as conn:
+        total = (
+            await conn.execute(
+                select(func.coalesce(func.sum(LedgerEntryRow.amount_nanos), 0)).where(
+                    LedgerEntryRow.account_id == account
+                )
+            )
+        ).scalar_one()
+    return int(total)
+
+
+async def open_holds_sum(engine: AsyncEngine, account: str) -> int:
+    async with engine.connect() as conn:
+        total = (
+            await conn.execute(
+                select(func.coalesce(func.sum(HoldRow.amount_nanos), 0)).where(
+                    HoldRow.account_id == account, HoldRow.status == HoldStatus.OPEN.value
+                )
+            )
+        ).scalar_one()
+    return int(total)
+
+
+async def test_concurrent_reserves_never_over_commit(ledger: Ledger, engine: AsyncEngine) -> None:
+    for _ in range(5):
+        account = uid("acc")
+        await ledger.add_credit(account, 10 * HOLD + HOLD - 1, "", "")
+        results = await asyncio.gather(
+            *(ledger.reserve(reserve(account, uid("req"))) for _ in range(50))
+        )
+        admitted = [r for r in results if r.decision is ReserveDecision.RESERVED]
+        assert len(admitted) == 10
+        wallet = await ledger.balance(account)
+        assert wallet.held_nanos == 10 * HOLD == await open_holds_sum(engine, account)
+        assert wallet.available_nanos == HOLD - 1 >= 0
+
+
+async def test_concurrent_duplicate_reserves_hold_once(ledger: Ledger) -> None:
+    account, rid = uid("acc"), uid("req")
+    await ledger.add_credit(account, 100 * HOLD, "", "")
+    results = await asyncio.gather(*(ledger.reserve(reserve(account, rid)) for _ in range(20)))
+    assert all(r.decision is ReserveDecision.RESERVED and r.held_nanos == HOLD for r in results)
+    assert (await ledger.balance(account)).held_nanos == HOLD
+
+
+async def test_concurrent_duplicate_settles_charge_exactly_once(
+    ledger: Ledger, engine: AsyncEngine
+) -> None:
+    account, rid = uid("acc"), uid("req")
+    await ledger.add_credit(account, 1_000_000, "", "")
+    await ledger.reserve(reserve(account, rid))
+    results = await asyncio.gather(*(ledger.settle(settle(rid)) for _ in range(20)))
+    charge = 70 * 150 + 30 * 75 + 20 * 600
+    assert sum(r.newly_settled for r in results) == 1
+    assert {r.charged_nanos for r in results} == {charge}
+    wallet = await ledger.balance(account)
+    assert (wallet.balance_nanos, wallet.held_nanos) == (1_000_000 - charge, 0)
+    assert await ledger_sum(engine, account) == wallet.balance_nanos
+    async with engine.connect() as conn:
+        usage = (
+            await conn.execute(
+                select(UsageRecordRow.cost_nanos, UsageRecordRow.cached_prompt_tokens).where(
+                    UsageRecordRow.request_id == rid
+                )
+            )
+        ).all()
+    assert [tuple(row) for row in usage] == [(charge, 30)]
+
+
+async def test_settle_racing_release_resolves_once(ledger: Ledger) -> None:
+    account = uid("acc")
+    await ledger.add_credit(account, 100 * HOLD, "", "")
+    for _ in range(10):
+        rid = uid("req")
+        await ledger.reserve(reserve(account, rid))
+        settled, released = await asyncio.gather(
+            ledger.settle(settle(rid)), ledger.release(rid), return_exceptions=True
+        )
+        # Either the settle won (the release finds nothing open) or the release did.
+        assert (not isinstance(settled, BaseException) and released is False) or (
+            isinstance(settled, HoldNotOpen) and released is True
+        )
+    assert (await ledger.balance(account)).held_nanos == 0
+
+
+async def test_concurrent_top_ups_with_one_reference_credit_once(
+    ledger: Ledger, engine: AsyncEngine
+) -> None:
+    account, ref = uid("acc"), uid("pay")
+    wallets = await asyncio.gather(*(ledger.add_credit(account, 777, ref, "") for _ in range(10)))
+    assert {w.balance_nanos for w in wallets} == {777}
+    assert await ledger_sum(engine, account) == 777
+
+
+async def test_ledger_sums_equal_balances_after_mixed_load(
+    ledger: Ledger, engine: AsyncEngine
+) -> None:
+    rng = random.Random(1234)
+    accounts = [uid("acc") for _ in range(3)]
+    await asyncio.gather(*(ledger.add_credit(a, 20 * HOLD, uid("pay"), "") for a in accounts))
+
+    async def one_request(account: str) -> None:
+        rid = uid("req")
+        result = await ledger.reserve(reserve(account, rid, rng.choice(["default", "vip"])))
+        if result.decision is not ReserveDecision.RESERVED:
+            return
+        action = rng.random()
+        if action < 0.6:
+            await ledger.settle(settle(rid, completion=rng.randint(0, 80)))
+        elif action < 0.8:
+            await ledger.release(rid)
+
+    async def top_up(account: str) -> None:
+        await ledger.add_credit(account, rng.randint(1, 3 * HOLD), uid("pay"), "")
+
+    work = [one_request(rng.choice(accounts)) for _ in range(120)]
+    work += [top_up(rng.choice(accounts)) for _ in range(10)]
+    rng.shuffle(work)
+    await asyncio.gather(*work)
+    for account in accounts:
+        wallet = await ledger.balance(account)
+        assert await ledger_sum(engine, account) == wallet.balance_nanos
+        assert await open_holds_sum(engine, account) == wallet.held_nanos
+        async with engine.connect() as conn:
+            last = (
+                await conn.execute(
+                    select(LedgerEntryRow.balance_after_nanos)
+                    .where(LedgerEntryRow.account_id == account)
+                    .order_by(LedgerEntryRow.id.desc())
+                    .limit(1)
+                )
+            ).scalar_one()
+            stored = (
+                await conn.execute(
+                    select(WalletRow.balance_nanos).where(WalletRow.account_id == account)
+                )
+            ).scalar_one()
+        assert last == stored == wallet.balance_nanos
+
+
+async def test_unreachable_database_is_store_unavailable() -> None:
+    engine = open_engine(f"postgresql+asyncpg://nobody@127.0.0.1:{free_port()}/none")
+    try:
+        with pytest.raises(StoreUnavailable):
+            await SqlBillingStore(engine).get_wallet("a")
+    finally:
+        await engine.dispose()

@@ -1,0 +1,51 @@
+"""edge.config.Settings.from_env and request id sanitising."""
+
+from __future__ import annotations
+
+import pytest
+
+from edge.config import Settings
+from edge.middlewares import MAX_REQUEST_ID_LENGTH, request_id_from
+
+
+def test_defaults() -> None:
+    settings = Settings.from_env({})
+    assert (settings.host, settings.port) == ("127.0.0.1", 8080)
+    assert settings.auth_addr == "127.0.0.1:50051"
+    assert settings.ratelimit_addr == "127.0.0.1:50052"
+    assert settings.router_addr == "127.0.0.1:50053"
+    assert settings.billing_addr == "127.0.0.1:50054"
+    assert (settings.auth_cache_ttl_s, settings.models_ttl_s, settings.keepalive_s) == (5, 10, 15)
+    assert settings.max_body_bytes == 16 * 1024 * 1024
+    assert settings.request_timeout_s == 600 and settings.metrics_addr == ""
+
+
+def test_overrides_and_port_precedence() -> None:
+    env = {
+        "EDGE_HOST": "0.0.0.0", "APIRELAY_PORT": "9000", "ROUTER_SERVICE_ADDR": "dns:///router",
+        "EDGE_AUTH_CACHE_TTL_S": "1.5", "EDGE_MAX_BODY_BYTES": "1024",
+        "EDGE_METRICS_ADDR": "127.0.0.1:9100", "EDGE_SHUTDOWN_GRACE_S": "30",
+    }
+    settings = Settings.from_env(env)
+    assert (settings.host, settings.port, settings.router_addr) == ("0.0.0.0", 9000, "dns:///router")
+    assert (settings.auth_cache_ttl_s, settings.max_body_bytes) == (1.5, 1024)
+    assert (settings.metrics_addr, settings.shutdown_grace_s) == ("127.0.0.1:9100", 30)
+    assert Settings.from_env({**env, "EDGE_PORT": "8181"}).port == 8181
+
+
+@pytest.mark.parametrize(
+    ("env", "name"),
+    [({"EDGE_KEEPALIVE_S": "soon"}, "EDGE_KEEPALIVE_S"), ({"EDGE_PORT": "x"}, "PORT"),
+     ({"EDGE_REQUEST_TIMEOUT_S": "0"}, "EDGE_REQUEST_TIMEOUT_S")],
+)
+def test_bad_numbers_name_the_variable(env: dict[str, str], name: str) -> None:
+    with pytest.raises(ValueError, match=name):
+        Settings.from_env(env)
+
+
+def test_request_id_is_kept_cleaned_capped_or_made() -> None:
+    assert request_id_from("abc-123_x.y:z") == "abc-123_x.y:z"
+    assert request_id_from("a b\r\nc<d>") == "abcd"
+    assert len(request_id_from("x" * 500)) == MAX_REQUEST_ID_LENGTH
+    assert request_id_from("<>").startswith("req_")
+    assert request_id_from(None).startswith("req_")
