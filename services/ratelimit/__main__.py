@@ -1,0 +1,25 @@
+"""`python -m services.ratelimit`: run the rate-limit service."""
+
+from __future__ import annotations
+
+import asyncio
+
+from services.common.logging import configure_logging
+from services.ratelimit.config import Settings
+from services.ratelimit.server import serve
+
+
+def main() -> None:
+    """Read settings, configure logging, serve until a signal."""
+    settings = Settings.from_env()
+    configure_logging("ratelimit", settings.log_level)
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(serve(settings))
+    else:
+        uvloop.run(serve(settings))
+
+
+if __name__ == "__main__":
+    main()

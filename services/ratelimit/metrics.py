@@ -1,0 +1,28 @@
+"""Prometheus metrics of the rate-limit service (module-level by Prometheus' design)."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge
+
+DECISIONS = Counter(
+    "apirelay_ratelimit_decisions_total",
+    "AcquireLease decisions by result and by the limit that denied (none when allowed).",
+    ["result", "limit"],
+)
+RELEASES = Counter(
+    "apirelay_ratelimit_releases_total",
+    "ReleaseLease calls by whether a held lease was released.",
+    ["released"],
+)
+STORE_ERRORS = Counter(
+    "apirelay_ratelimit_store_errors_total",
+    "Calls to the shared store that failed because it was unreachable.",
+)
+FALLBACK_ACTIVE = Gauge(
+    "apirelay_ratelimit_fallback_active",
+    "1 while the shared store is unreachable and decisions are local (or refused).",
+)
+FALLBACK_DECISIONS = Counter(
+    "apirelay_ratelimit_fallback_decisions_total",
+    "AcquireLease decisions taken by the local fallback store during an outage.",
+)

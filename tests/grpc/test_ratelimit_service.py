@@ -1,0 +1,208 @@
+"""RateLimitService through a real grpc.aio server and a real stub: decisions and codes."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import TYPE_CHECKING, TypeAlias
+
+import grpc
+import pytest
+from google.protobuf.duration_pb2 import Duration
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from apirelay.ratelimit.v1 import ratelimit_pb2 as pb
+from apirelay.ratelimit.v1 import ratelimit_pb2_grpc
+from services.common.grpc_server import StartedService
+from services.ratelimit.config import Settings
+from services.ratelimit.core import FailMode
+from services.ratelimit.server import start
+from services.ratelimit.service import SERVICE_NAME
+from tests.backends import free_port
+
+if TYPE_CHECKING:
+    Stub: TypeAlias = ratelimit_pb2_grpc.RateLimitServiceAsyncStub
+
+OpenStub = Callable[[Settings], Awaitable["Stub"]]
+
+
+@pytest.fixture
+async def open_stub() -> AsyncIterator[OpenStub]:
+    """Start services from settings; yields a coroutine factory returning their stubs."""
+    running: list[tuple[StartedService, grpc.aio.Channel]] = []
+
+    async def open_(settings: Settings) -> Stub:
+        started = await start(settings)
+        channel = grpc.aio.insecure_channel(f"127.0.0.1:{started.port}")
+        running.append((started, channel))
+        return ratelimit_pb2_grpc.RateLimitServiceStub(channel)
+
+    yield open_
+    for started, channel in running:
+        await channel.close()
+        await started.stop(0)
+
+
+@pytest.fixture
+async def stub(open_stub: OpenStub) -> Stub:
+    return await open_stub(Settings(listen_addr="127.0.0.1:0"))
+
+
+def acquire_request(
+    subject: str, request_id: str = "", *, rpm: int = 0, tpm: int = 0, concurrency: int = 0,
+    tokens: int = 0, ttl_s: float = 0.0,
+) -> pb.AcquireLeaseRequest:
+    ttl = Duration()
+    ttl.FromNanoseconds(int(ttl_s * 1e9))
+    return pb.AcquireLeaseRequest(
+        request_id=request_id or "req_" + uuid.uuid4().hex,
+        subject=subject,
+        limits=pb.Limits(rpm=rpm, tpm=tpm, concurrency=concurrency),
+        estimated_tokens=tokens,
+        lease_ttl=ttl,
+    )
+
+
+@pytest.fixture
+def subject() -> str:
+    return "key_" + uuid.uuid4().hex[:10]
+
+
+async def test_an_allowed_lease_reports_every_finite_limit(stub: Stub, subject: str) -> None:
+    response = await stub.AcquireLease(
+        acquire_request(subject, "req_a", rpm=10, tpm=1000, tokens=100)
+    )
+    assert response.decision == pb.LEASE_DECISION_ALLOWED
+    assert response.denied_by == pb.LIMIT_KIND_UNSPECIFIED
+    assert response.lease_id == "req_a"
+    assert [(s.kind, s.limit, s.remaining) for s in response.statuses] == [
+        (pb.LIMIT_KIND_RPM, 10, 9), (pb.LIMIT_KIND_TPM, 1000, 900)
+    ]
+    assert all(s.reset_after.ToMilliseconds() == 60_000 for s in response.statuses)
+
+
+async def test_over_the_limit_is_a_denied_decision_not_an_error(stub: Stub, subject: str) -> None:
+    for _ in range(3):
+        ok = await stub.AcquireLease(acquire_request(subject, rpm=3))
+        assert ok.decision == pb.LEASE_DECISION_ALLOWED
+    denied = await stub.AcquireLease(acquire_request(subject, rpm=3))
+    assert denied.decision == pb.LEASE_DECISION_DENIED
+    assert denied.denied_by == pb.LIMIT_KIND_RPM and denied.lease_id == ""
+    (status,) = denied.statuses
+    assert status.remaining == 0 and 59_000 < status.reset_after.ToMilliseconds() <= 60_000
+
+
+async def test_release_frees_the_slot_once(stub: Stub, subject: str) -> None:
+    held = await stub.AcquireLease(acquire_request(subject, concurrency=1))
+    denied = await stub.AcquireLease(acquire_request(subject, concurrency=1))
+    assert denied.denied_by == pb.LIMIT_KIND_CONCURRENCY
+    release = pb.ReleaseLeaseRequest(lease_id=held.lease_id, subject=subject, actual_tokens=5)
+    assert (await stub.ReleaseLease(release)).released
+    assert not (await stub.ReleaseLease(release)).released
+    unknown = pb.ReleaseLeaseRequest(lease_id="nope", subject=subject, actual_tokens=-1)
+    assert not (await stub.ReleaseLease(unknown)).released
+    again = await stub.AcquireLease(acquire_request(subject, concurrency=1))
+    assert again.decision == pb.LEASE_DECISION_ALLOWED
+
+
+async def test_a_retried_acquire_consumes_once(stub: Stub, subject: str) -> None:
+    request = acquire_request(subject, rpm=2, tpm=100, tokens=60)
+    first = await stub.AcquireLease(request)
+    retry = await stub.AcquireLease(request)
+    assert first.decision == retry.decision == pb.LEASE_DECISION_ALLOWED
+    assert [s.remaining for s in retry.statuses] == [1, 40]
+
+
+async def test_the_lease_ttl_from_the_request_is_honoured(stub: Stub, subject: str) -> None:
+    assert (await stub.AcquireLease(acquire_request(subject, concurrency=1, ttl_s=0.2))).lease_id
+    await asyncio.sleep(0.25)
+    again = await stub.AcquireLease(acquire_request(subject, concurrency=1))
+    assert again.decision == pb.LEASE_DECISION_ALLOWED
+
+
+@pytest.mark.parametrize(
+    "request_",
+    [
+        acquire_request(""),
+        pb.AcquireLeaseRequest(subject="s"),
+        acquire_request("s", rpm=-1),
+        acquire_request("s", tpm=-5),
+        acquire_request("s", concurrency=-1),
+        acquire_request("s", tokens=-1),
+        acquire_request("s", ttl_s=-1),
+    ],
+)
+async def test_malformed_acquire_is_invalid_argument(
+    stub: Stub, request_: pb.AcquireLeaseRequest
+) -> None:
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await stub.AcquireLease(request_)
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+@pytest.mark.parametrize(
+    "request_", [pb.ReleaseLeaseRequest(subject="s"), pb.ReleaseLeaseRequest(lease_id="l")]
+)
+async def test_malformed_release_is_invalid_argument(
+    stub: Stub, request_: pb.ReleaseLeaseRequest
+) -> None:
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await stub.ReleaseLease(request_)
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+async def test_unreachable_redis_is_unavailable_when_failing_closed(
+    open_stub: OpenStub, subject: str
+) -> None:
+    settings = Settings(
+        listen_addr="127.0.0.1:0", redis_url=f"redis://127.0.0.1:{free_port()}/0",
+        redis_timeout_s=0.2, fail_mode=FailMode.CLOSED,
+    )
+    stub = await open_stub(settings)
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await stub.AcquireLease(acquire_request(subject, rpm=1))
+    assert info.value.code() == grpc.StatusCode.UNAVAILABLE
+    assert "redis" not in (info.value.details() or "").lower()
+
+
+async def test_unreachable_redis_fails_open_with_the_replica_share(
+    open_stub: OpenStub, subject: str
+) -> None:
+    settings = Settings(
+        listen_addr="127.0.0.1:0", redis_url=f"redis://127.0.0.1:{free_port()}/0",
+        redis_timeout_s=0.2, replicas=2,
+    )
+    stub = await open_stub(settings)
+    decisions = [(await stub.AcquireLease(acquire_request(subject, rpm=4))).decision
+                 for _ in range(3)]
+    assert decisions == [pb.LEASE_DECISION_ALLOWED] * 2 + [pb.LEASE_DECISION_DENIED]
+
+
+async def test_python_dash_m_serves_and_stops_on_sigterm(subject: str) -> None:
+    port = free_port()
+    env = {**os.environ, "RATELIMIT_LISTEN_ADDR": f"127.0.0.1:{port}", "RATELIMIT_REDIS_URL": ""}
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "services.ratelimit", env=env,
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+    )
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            await asyncio.wait_for(channel.channel_ready(), 10)
+            health = await health_pb2_grpc.HealthStub(channel).Check(
+                health_pb2.HealthCheckRequest(service=SERVICE_NAME)
+            )
+            assert health.status == health_pb2.HealthCheckResponse.SERVING
+            response = await ratelimit_pb2_grpc.RateLimitServiceStub(channel).AcquireLease(
+                acquire_request(subject, rpm=1)
+            )
+            assert response.decision == pb.LEASE_DECISION_ALLOWED
+        proc.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(proc.wait(), 10) == 0
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()

@@ -1,0 +1,232 @@
+"""RedisLimiterStore on a real Redis: exactness, replicas racing, TTLs, outage policy."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+
+import pytest
+import redis.asyncio as redis
+from prometheus_client import REGISTRY
+
+from services.ratelimit.core import FailMode, Limiter, OutagePolicy
+from services.ratelimit.errors import StoreUnavailable
+from services.ratelimit.limits import LeaseRelease, LeaseRequest, LimitKind, Limits, Verdict
+from services.ratelimit.store import LimiterStore, MemoryLimiterStore, RedisLimiterStore
+from tests.backends import free_port
+
+pytestmark = pytest.mark.integration
+
+TTL = 600_000
+StoreFactory = Callable[..., RedisLimiterStore]
+
+
+@pytest.fixture
+async def make_store(redis_url: str) -> AsyncIterator[StoreFactory]:
+    """Stores (each with its own client, like replicas) sharing one test prefix."""
+    prefix = f"test:{uuid.uuid4().hex[:8]}:rl:"
+    stores: list[RedisLimiterStore] = []
+
+    def make(window_ms: int = 60_000) -> RedisLimiterStore:
+        store = RedisLimiterStore.from_url(redis_url, prefix, window_ms, timeout_s=2.0)
+        stores.append(store)
+        return store
+
+    yield make
+    for store in stores:
+        await store.close()
+
+
+@pytest.fixture
+def subject() -> str:
+    return "key_" + uuid.uuid4().hex[:10]
+
+
+def lease(subject: str, limits: Limits, tokens: int = 0, lease_id: str = "",
+          ttl_ms: int = TTL) -> LeaseRequest:
+    return LeaseRequest(subject, lease_id or uuid.uuid4().hex, limits, tokens, ttl_ms)
+
+
+async def race(calls: Sequence[Awaitable[Verdict]]) -> list[Verdict]:
+    return list(await asyncio.gather(*calls))
+
+
+async def test_rpm_admits_exactly_n(make_store: StoreFactory, subject: str) -> None:
+    store = make_store()
+    verdicts = [await store.acquire(lease(subject, Limits(rpm=20))) for _ in range(25)]
+    assert [v.allowed for v in verdicts] == [True] * 20 + [False] * 5
+    assert [v.rpm.used for v in verdicts[:20]] == list(range(1, 21))
+    denied = verdicts[20]
+    assert denied.denied_by is LimitKind.RPM and denied.rpm.used == 20
+    assert 59_000 < denied.rpm.reset_after_ms <= 60_000
+
+
+async def test_room_frees_when_the_reported_reset_has_passed(
+    make_store: StoreFactory, subject: str
+) -> None:
+    store = make_store(window_ms=400)
+    for _ in range(3):
+        assert (await store.acquire(lease(subject, Limits(rpm=3)))).allowed
+    denied = await store.acquire(lease(subject, Limits(rpm=3)))
+    assert not denied.allowed and 0 < denied.rpm.reset_after_ms <= 400
+    await asyncio.sleep(denied.rpm.reset_after_ms / 1000 + 0.02)
+    verdicts = [await store.acquire(lease(subject, Limits(rpm=3))) for _ in range(4)]
+    assert [v.allowed for v in verdicts] == [True, True, True, False]
+
+
+async def test_replicas_racing_admit_exactly_n_requests(
+    make_store: StoreFactory, subject: str
+) -> None:
+    replicas = [make_store() for _ in range(4)]
+    calls = [replicas[i % 4].acquire(lease(subject, Limits(rpm=50))) for i in range(200)]
+    verdicts = await race(calls)
+    assert sum(v.allowed for v in verdicts) == 50
+    assert {v.denied_by for v in verdicts if not v.allowed} == {LimitKind.RPM}
+
+
+async def test_replicas_racing_admit_exactly_the_tokens_that_fit(
+    make_store: StoreFactory, subject: str
+) -> None:
+    replicas = [make_store() for _ in range(4)]
+    limits = Limits(tpm=1_000)
+    verdicts = await race([replicas[i % 4].acquire(lease(subject, limits, 30)) for i in range(100)])
+    assert sum(v.allowed for v in verdicts) == 33  # 33 * 30 = 990; one more would be 1020
+
+
+async def test_replicas_racing_hold_exactly_c_slots(make_store: StoreFactory, subject: str) -> None:
+    replicas = [make_store() for _ in range(4)]
+    requests = [lease(subject, Limits(concurrency=7)) for _ in range(100)]
+    verdicts = await race([replicas[i % 4].acquire(r) for i, r in enumerate(requests)])
+    held = [r for r, v in zip(requests, verdicts, strict=True) if v.allowed]
+    assert len(held) == 7
+    released = await asyncio.gather(
+        *(replicas[i % 4].release(LeaseRelease(subject, r.lease_id)) for i, r in enumerate(held))
+    )
+    assert all(released)
+    again = await race([replicas[i % 4].acquire(lease(subject, Limits(concurrency=7)))
+                        for i in range(20)])
+    assert sum(v.allowed for v in again) == 7
+
+
+async def test_the_same_request_id_from_every_replica_consumes_once(
+    make_store: StoreFactory, subject: str
+) -> None:
+    replicas = [make_store() for _ in range(4)]
+    one = lease(subject, Limits(rpm=10, tpm=100, concurrency=2), tokens=40)
+    verdicts = await race([replicas[i % 4].acquire(one) for i in range(20)])
+    assert all(v.allowed for v in verdicts)
+    assert sum(not v.replayed for v in verdicts) == 1
+    assert {(v.rpm.used, v.tpm.used, v.concurrency.used) for v in verdicts} == {(1, 40, 1)}
+
+
+async def test_an_unreleased_lease_expires_at_its_ttl(
+    make_store: StoreFactory, subject: str
+) -> None:
+    store = make_store()
+    first = lease(subject, Limits(concurrency=1), ttl_ms=300)
+    assert (await store.acquire(first)).allowed
+    denied = await store.acquire(lease(subject, Limits(concurrency=1)))
+    assert denied.denied_by is LimitKind.CONCURRENCY
+    assert 0 < denied.concurrency.reset_after_ms <= 300
+    await asyncio.sleep(0.35)
+    assert (await store.acquire(lease(subject, Limits(concurrency=1)))).allowed
+    assert not await store.release(LeaseRelease(subject, first.lease_id))
+
+
+async def test_release_reconciles_tokens_once(make_store: StoreFactory, subject: str) -> None:
+    store = make_store()
+    first = lease(subject, Limits(tpm=100), tokens=80)
+    assert (await store.acquire(first)).allowed
+    assert not (await store.acquire(lease(subject, Limits(tpm=100), tokens=30))).allowed
+    assert await store.release(LeaseRelease(subject, first.lease_id, actual_tokens=10))
+    assert not await store.release(LeaseRelease(subject, first.lease_id, actual_tokens=0))
+    verdict = await store.acquire(lease(subject, Limits(tpm=100), tokens=90))
+    assert verdict.allowed and verdict.tpm.used == 100
+
+
+async def test_keys_share_a_hash_tag_and_all_expire(
+    make_store: StoreFactory, subject: str, redis_url: str
+) -> None:
+    store = make_store()
+    assert (await store.acquire(lease(subject, Limits(rpm=5), tokens=3, ttl_ms=5_000))).allowed
+    client = redis.Redis.from_url(redis_url)
+    try:
+        keys = [k.decode() async for k in client.scan_iter(match=f"*{{{subject}}}*")]
+        assert sorted(keys) == sorted(store.keys(subject))
+        for key in keys:
+            assert f"{{{subject}}}" in key
+            assert 0 < await client.pttl(key) <= 60_000
+    finally:
+        await client.aclose()
+
+
+async def test_a_flushed_script_cache_is_refilled(
+    make_store: StoreFactory, subject: str, redis_url: str
+) -> None:
+    store = make_store()
+    assert (await store.acquire(lease(subject, Limits(rpm=2)))).allowed
+    client = redis.Redis.from_url(redis_url)
+    try:
+        await client.script_flush()
+    finally:
+        await client.aclose()
+    assert (await store.acquire(lease(subject, Limits(rpm=2)))).allowed
+    assert not (await store.acquire(lease(subject, Limits(rpm=2)))).allowed
+
+
+async def test_redis_and_memory_stores_decide_alike(make_store: StoreFactory, subject: str) -> None:
+    rng = random.Random(20240607)
+    stores: list[LimiterStore] = [make_store(), MemoryLimiterStore()]
+    limits = Limits(rpm=60, tpm=2_000, concurrency=5)
+    held: list[str] = []
+    for step in range(400):
+        if held and rng.random() < 0.4:
+            release = LeaseRelease(subject, held.pop(rng.randrange(len(held))),
+                                   rng.choice([-1, 0, rng.randrange(200)]))
+            results = [await s.release(release) for s in stores]
+            assert results[0] == results[1], step
+            continue
+        lease_id = rng.choice(held) if held and rng.random() < 0.1 else f"r{step}"
+        request = lease(subject, limits, rng.randrange(150), lease_id)
+        redis_v, memory_v = [await s.acquire(request) for s in stores]
+        assert (redis_v.allowed, redis_v.denied_by, redis_v.replayed) == (
+            memory_v.allowed, memory_v.denied_by, memory_v.replayed), step
+        for kind in LimitKind:
+            assert redis_v.usage(kind).used == memory_v.usage(kind).used, (step, kind)
+        if memory_v.allowed and not memory_v.replayed:
+            held.append(lease_id)
+
+
+def _gauge() -> float:
+    return REGISTRY.get_sample_value("apirelay_ratelimit_fallback_active") or 0.0
+
+
+async def test_unreachable_redis_fails_open_with_the_replica_share(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    dead = RedisLimiterStore.from_url(f"redis://127.0.0.1:{free_port()}/0", timeout_s=0.2)
+    policy = OutagePolicy(FailMode.OPEN, replicas=2, probe_interval_ms=0)
+    limiter = Limiter(dead, TTL, MemoryLimiterStore(), policy)
+    try:
+        with pytest.raises(StoreUnavailable):
+            await dead.acquire(lease("s", Limits()))
+        with caplog.at_level(logging.WARNING, logger="services.ratelimit.core"):
+            results = [await limiter.acquire(lease("s", Limits(rpm=10))) for _ in range(8)]
+        assert [r.allowed for r in results] == [True] * 5 + [False] * 3
+        assert _gauge() == 1
+        assert len([r for r in caplog.records if "unreachable" in r.getMessage()]) == 1
+    finally:
+        await dead.close()
+
+
+async def test_unreachable_redis_fails_closed_when_configured() -> None:
+    dead = RedisLimiterStore.from_url(f"redis://127.0.0.1:{free_port()}/0", timeout_s=0.2)
+    limiter = Limiter(dead, TTL, MemoryLimiterStore(), OutagePolicy(FailMode.CLOSED))
+    try:
+        with pytest.raises(StoreUnavailable):
+            await limiter.acquire(lease("s", Limits(rpm=10)))
+    finally:
+        await dead.close()
