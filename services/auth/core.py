@@ -277,9 +277,7 @@ class AccountAdmin:
 
 def _check_name(what: str, value: str) -> None:
     if _NAME.fullmatch(value) is None:
-        raise InvalidArgument(
-            f"{what} must be 1-64 characters of letters, digits, '.', '_' and '-'"
-        )
+        raise InvalidArgument(f"{what} must be 1-64 characters of letters, digits, . _ -")
 
 
 def _check_id(what: str, value: str) -> None:
@@ -293,9 +291,7 @@ def _check_key_spec(spec: KeySpec) -> None:
         raise InvalidArgument(f"key name must be at most {MAX_KEY_NAME_CHARS} characters")
     for model in spec.allowed_models:
         if not model or len(model) > MAX_MODEL_ID_CHARS:
-            raise InvalidArgument(
-                f"allowed model ids must be 1-{MAX_MODEL_ID_CHARS} characters"
-            )
+            raise InvalidArgument(f"allowed model ids must be 1-{MAX_MODEL_ID_CHARS} characters")
     limits = spec.limits
     if min(limits.rpm, limits.tpm, limits.concurrency) < 0:
         raise InvalidArgument("limits must not be negative")
