@@ -8,6 +8,7 @@ that the hot path pays for one layer, not three.
 
 from __future__ import annotations
 
+import contextlib
 import hmac
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping
@@ -114,8 +115,11 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
             try:
                 if needs_admin:
                     self._check_admin(authorization)
-                async for item in behaviour(request, context):
-                    yield item
+                # aclosing: a cancelled call closes the servicer's generator (and whatever
+                # upstream it holds) at once, not at garbage collection.
+                async with contextlib.aclosing(behaviour(request, context)) as items:
+                    async for item in items:
+                        yield item
             except Exception as exc:  # noqa: BLE001 - mapped by table, generic otherwise
                 code, details = self._status_for(exc)
                 await context.abort(code, details)

@@ -1,0 +1,24 @@
+"""The router's Prometheus metrics (module-level by design: the registry is per process)."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Histogram
+
+UPSTREAM_REQUESTS = Counter(
+    "apirelay_router_upstream_requests",
+    "Upstream attempts by channel and outcome (ok, unavailable, rate_limited, timeout, "
+    "rejected, cancelled).",
+    ["channel", "outcome"],
+)
+UPSTREAM_LATENCY = Histogram(
+    "apirelay_router_upstream_latency_seconds",
+    "Seconds until the upstream answered: the whole answer (unary) or its first output "
+    "chunk (stream).",
+    ["channel", "mode"],
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 4, 8, 16, 32, 64),
+)
+FAILOVERS = Counter(
+    "apirelay_router_failovers",
+    "Requests moved on to the next channel, by the channel that failed.",
+    ["channel"],
+)

@@ -1,0 +1,47 @@
+"""Upstream providers, one per channel type, behind the `Provider` protocol."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping
+
+import httpx
+
+from services.common.gateway_config import ChannelEntry
+from services.router.errors import ChannelConfigError
+from services.router.providers.base import Provider
+from services.router.providers.mock import MockProvider
+from services.router.providers.openai import OpenAIProvider
+
+logger = logging.getLogger(__name__)
+
+CHANNEL_TYPES = ("mock", "openai")
+
+
+def build_provider(
+    channel: ChannelEntry, client: httpx.AsyncClient, environ: Mapping[str, str]
+) -> Provider:
+    """The provider of one channel; raise ChannelConfigError if it cannot be built."""
+    if channel.type == "mock":
+        return MockProvider(channel.mock)
+    if channel.type == "openai":
+        if not channel.base_url.startswith(("http://", "https://")):
+            raise ChannelConfigError(f"channel {channel.name!r} needs an http(s) base_url")
+        api_key = channel.api_key(environ)
+        if channel.enabled and channel.api_key_env and not api_key:
+            logger.warning(
+                "channel %s: environment variable %s is empty; calling without a key",
+                channel.name, channel.api_key_env,
+            )
+        return OpenAIProvider(channel, client, api_key)
+    raise ChannelConfigError(
+        f"channel {channel.name!r} has unknown type {channel.type!r} "
+        f"(known: {', '.join(CHANNEL_TYPES)})"
+    )
+
+
+def build_providers(
+    channels: Iterable[ChannelEntry], client: httpx.AsyncClient, environ: Mapping[str, str]
+) -> dict[str, Provider]:
+    """The provider of every channel (disabled ones too, so typos fail at startup)."""
+    return {channel.name: build_provider(channel, client, environ) for channel in channels}

@@ -1,0 +1,199 @@
+"""What every provider offers the router: one Protocol, typed data in and out.
+
+A provider turns one upstream attempt into a `Completion` or a stream of
+`StreamPiece`s, and every failure into a `ProviderError` (see `errors.py`) whose
+message is safe to show a client.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import orjson
+
+from services.router.errors import (
+    ProviderError,
+    UpstreamRateLimited,
+    UpstreamRejected,
+    UpstreamTimeout,
+    UpstreamUnavailable,
+)
+from services.router.request import ChatRequest
+
+# Statuses where the upstream judged the request itself; its OpenAI error is the answer.
+PASS_THROUGH_STATUSES = frozenset({400, 404, 413, 422})
+TIMEOUT_STATUSES = frozenset({408, 504})
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamRequest:
+    """One attempt: the client's request, the model id to send, the time it may take."""
+
+    chat: ChatRequest
+    upstream_model: str
+    timeout_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """Token counts of one request."""
+
+    prompt_tokens: int
+    completion_tokens: int
+    cached_prompt_tokens: int = 0
+    reasoning_tokens: int = 0
+
+    @property
+    def total_tokens(self) -> int:
+        """prompt_tokens + completion_tokens."""
+        return self.prompt_tokens + self.completion_tokens
+
+
+@dataclass(frozen=True, slots=True)
+class Completion:
+    """A non-streaming answer: the chat.completion body as the upstream sent it."""
+
+    body: bytes
+    usage: Usage | None
+    finish_reason: str
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class StreamPiece:
+    """One upstream stream event.
+
+    `chunk` is the chat.completion.chunk JSON to forward, or None when there is nothing
+    to forward (a usage-only chunk the client did not ask for). `is_output` is true when
+    the chunk carries something of the answer (content, tool calls, a finish reason),
+    as opposed to a bare role announcement.
+    """
+
+    chunk: bytes | None
+    text: str = ""
+    finish_reason: str = ""
+    usage: Usage | None = None
+    is_output: bool = False
+
+
+class Provider(Protocol):
+    """An upstream that answers OpenAI chat completions."""
+
+    async def complete(self, request: UpstreamRequest) -> Completion:
+        """Run a non-streaming completion; raise ProviderError on failure."""
+        ...
+
+    def stream(self, request: UpstreamRequest) -> AsyncGenerator[StreamPiece, None]:
+        """Stream a completion; raise ProviderError on failure. Close it to cancel."""
+        ...
+
+
+def usage_from_json(raw: Any) -> Usage | None:
+    """The Usage of an OpenAI `usage` object, or None when there is none."""
+    if not isinstance(raw, dict):
+        return None
+    prompt_details = raw.get("prompt_tokens_details")
+    completion_details = raw.get("completion_tokens_details")
+    return Usage(
+        prompt_tokens=_int(raw.get("prompt_tokens")),
+        completion_tokens=_int(raw.get("completion_tokens")),
+        cached_prompt_tokens=_int(_get(prompt_details, "cached_tokens")),
+        reasoning_tokens=_int(_get(completion_details, "reasoning_tokens")),
+    )
+
+
+def piece_from_chunk(data: bytes, chunk: Any, forward_usage: bool) -> StreamPiece:
+    """Read one parsed chat.completion.chunk; drop it if it only carries unasked usage."""
+    if not isinstance(chunk, dict):
+        raise UpstreamUnavailable(200, "the upstream sent an invalid stream chunk")
+    usage = usage_from_json(chunk.get("usage"))
+    choices = chunk.get("choices")
+    choices = [c for c in choices if isinstance(c, dict)] if isinstance(choices, list) else []
+    if not choices and usage is not None and not forward_usage:
+        return StreamPiece(chunk=None, usage=usage)
+    text, finish_reason, is_output = "", "", False
+    for choice in choices:
+        delta = choice.get("delta")
+        if isinstance(delta, dict):
+            content = delta.get("content")
+            if isinstance(content, str):
+                text += content
+            is_output = is_output or any(v for k, v in delta.items() if k != "role")
+        reason = choice.get("finish_reason")
+        if isinstance(reason, str) and reason:
+            is_output = True
+            if choice.get("index", 0) == 0:
+                finish_reason = reason
+    return StreamPiece(data, text, finish_reason, usage, is_output)
+
+
+def completion_from_body(body: bytes) -> Completion:
+    """Read a chat.completion body, keeping its bytes as they are."""
+    try:
+        parsed = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise UpstreamUnavailable(200, "the upstream sent an invalid response") from exc
+    choices = parsed.get("choices") if isinstance(parsed, dict) else None
+    if not isinstance(choices, list):
+        raise UpstreamUnavailable(200, "the upstream sent an invalid response")
+    first = choices[0] if choices and isinstance(choices[0], dict) else {}
+    message = first.get("message")
+    content = message.get("content") if isinstance(message, dict) else None
+    reason = first.get("finish_reason")
+    return Completion(
+        body=body,
+        usage=usage_from_json(parsed.get("usage")),
+        finish_reason=reason if isinstance(reason, str) else "",
+        text=content if isinstance(content, str) else "",
+    )
+
+
+def error_for_status(status: int, body: bytes, redact: tuple[str, ...] = ()) -> ProviderError:
+    """The ProviderError for an upstream HTTP error status and body.
+
+    Only pass-through statuses keep the upstream's message, with every string of
+    `redact` (keys, addresses) cut out; other statuses get a generic message.
+    """
+    if status == 429:
+        return UpstreamRateLimited(status, "the upstream is rate limited")
+    if status in TIMEOUT_STATUSES:
+        return UpstreamTimeout(status, "the upstream timed out")
+    if status not in PASS_THROUGH_STATUSES:
+        return UpstreamUnavailable(status, f"the upstream failed with status {status}")
+    error = _get(_loads_or_none(body), "error")
+    message = _get(error, "message")
+    if not isinstance(message, str) or not message:
+        message = "the upstream rejected the request"
+    for secret in redact:
+        if secret:
+            message = message.replace(secret, "[redacted]")
+    return UpstreamRejected(
+        status,
+        message,
+        error_type=_str(_get(error, "type")) or "invalid_request_error",
+        code=_str(_get(error, "code")),
+        param=_str(_get(error, "param")),
+    )
+
+
+def _loads_or_none(body: bytes) -> Any:
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return None
+
+
+def _get(raw: Any, key: str) -> Any:
+    return raw.get(key) if isinstance(raw, dict) else None
+
+
+def _int(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
+
+
+def _str(value: Any) -> str:
+    if isinstance(value, bool) or value is None:
+        return ""
+    return str(value) if isinstance(value, (str, int)) else ""
