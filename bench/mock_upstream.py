@@ -22,6 +22,7 @@ from aiohttp import web
 REPLY_TOKENS = ("Hello", " from", " the", " bench", " upstream", ".")
 PROMPT_TOKENS = 12
 FINGERPRINT = "fp_bench"
+HOST = "127.0.0.1"
 
 
 @dataclass(slots=True)
@@ -162,7 +163,6 @@ def pin_to_cpu(cpu: int) -> None:
 def main(argv: list[str] | None = None) -> None:
     """Command line entry point."""
     parser = argparse.ArgumentParser(prog="python -m bench.mock_upstream")
-    parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--cpu", type=int, default=None, help="core index to pin to")
     args = parser.parse_args(argv)
@@ -171,9 +171,9 @@ def main(argv: list[str] | None = None) -> None:
     try:
         import uvloop
     except ImportError:  # pragma: no cover - uvloop is a dependency on Linux
-        asyncio.run(serve(args.host, args.port))
+        asyncio.run(serve(HOST, args.port))
     else:
-        uvloop.run(serve(args.host, args.port))
+        uvloop.run(serve(HOST, args.port))
 
 
 if __name__ == "__main__":
