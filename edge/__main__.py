@@ -2,21 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
-
 from aiohttp import web
 
 from edge.app import create_app
 from edge.config import Settings
 from services.common.logging import configure_logging
-
-
-def _new_loop() -> asyncio.AbstractEventLoop:
-    try:
-        import uvloop
-    except ImportError:
-        return asyncio.new_event_loop()
-    return uvloop.new_event_loop()
+from services.common.runner import new_event_loop
 
 
 def main() -> None:
@@ -31,7 +22,7 @@ def main() -> None:
         access_log=None,
         shutdown_timeout=settings.shutdown_grace_s,
         print=None,
-        loop=_new_loop(),
+        loop=new_event_loop(),
     )
 
 

@@ -32,30 +32,41 @@ async def admit(
     estimate: Estimate,
 ) -> Lease:
     """The granted lease (the hold is placed too), or ApiError after undoing the other."""
-    acquire = clients.ratelimit.acquire(request_id, principal, estimate.total_tokens)
+    # A key without limits has nothing to count: skip the limiter round trips entirely.
+    acquire = (
+        _unlimited() if principal.limits.unlimited
+        else clients.ratelimit.acquire(request_id, principal, estimate.total_tokens)
+    )
     reserve = clients.billing.reserve(
         request_id, principal, model, estimate.prompt_tokens, estimate.max_completion_tokens
     )
     try:
         lease, hold = await asyncio.gather(acquire, reserve, return_exceptions=True)
     except asyncio.CancelledError:
-        settler.undo(request_id, principal.key_id, hold=True, lease=True)
+        settler.undo(request_id, principal.key_id, hold=True,
+                     lease=not principal.limits.unlimited)
         raise
     error = _refusal(lease, hold, model)
     if error is None and isinstance(lease, Lease):
         return lease
     for result in (lease, hold):
         if isinstance(result, BaseException) and not isinstance(result, UpstreamError):
-            settler.undo(request_id, principal.key_id, hold=True, lease=True)
+            settler.undo(request_id, principal.key_id, hold=True,
+                         lease=not principal.limits.unlimited)
             raise result
     # Undo whatever may have been granted: a clean refusal granted nothing, anything
     # else (granted, or a failed call whose effect is unknown) is released.
     settler.undo(
         request_id, principal.key_id,
         hold=not (isinstance(hold, Reservation) and hold.decision is not ReserveDecision.RESERVED),
-        lease=not (isinstance(lease, Lease) and not lease.allowed),
+        lease=not principal.limits.unlimited
+        and not (isinstance(lease, Lease) and not lease.allowed),
     )
     raise error or ApiError(500, ErrorType.SERVER, "The server had an error.")
+
+
+async def _unlimited() -> Lease:
+    return Lease(allowed=True, lease_id="", denied_by=None, states=())
 
 
 def _refusal(

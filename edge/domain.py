@@ -14,6 +14,11 @@ class Limits:
     tpm: int = 0
     concurrency: int = 0
 
+    @property
+    def unlimited(self) -> bool:
+        """True when no limit applies, so there is nothing for the limiter to count."""
+        return not (self.rpm or self.tpm or self.concurrency)
+
 
 @dataclass(frozen=True, slots=True)
 class Principal:

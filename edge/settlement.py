@@ -131,19 +131,23 @@ class Settler:
         rid = outcome.request_id
         final = outcome.final_usage()
         if final is None:
-            await self._retry("release_credit", lambda: self._billing.release(rid))
+            hold = self._retry("release_credit", lambda: self._billing.release(rid))
             actual = 0
         else:
             usage, source = final
-            await self._retry(
+            hold = self._retry(
                 "settle_credit",
                 lambda: self._billing.settle(rid, usage, source, outcome.channel),
             )
             actual = usage.total_tokens
-        await self._retry(
+        if not outcome.lease_id:  # the key has no limits: no lease was taken
+            await hold
+            return
+        lease = self._retry(
             "release_lease",
             lambda: self._ratelimit.release(rid, outcome.lease_id, outcome.subject, actual),
         )
+        await asyncio.gather(hold, lease)
 
     async def _undo(self, request_id: str, subject: str, hold: bool, lease: bool) -> None:
         if hold:

@@ -38,8 +38,7 @@ async def create_chat_completion(request: web.Request) -> web.StreamResponse:
     model = await require_model(app[CATALOG], principal, chat.model)
     estimate = estimate_chat(chat, model)
     lease = await admit(app[CLIENTS], app[SETTLER], principal, request_id, chat.model, estimate)
-    outcome = Outcome(request_id, principal.key_id, lease.lease_id or request_id,
-                      estimate.prompt_tokens)
+    outcome = Outcome(request_id, principal.key_id, lease.lease_id, estimate.prompt_tokens)
     headers = {REQUEST_ID_HEADER: request_id, **ratelimit_headers(lease.states)}
     router = app[CLIENTS].router
     try:

@@ -49,4 +49,6 @@ def configure_logging(service: str, level: str = "INFO") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+    # httpx logs every request at INFO: per-request lines belong to our own code, if anywhere.
+    logging.getLogger("httpx").setLevel(max(logging.WARNING, root.level))
     logging.Formatter.converter = __import__("time").gmtime

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
-
 from services.common.logging import configure_logging
+from services.common.runner import run
 from services.ratelimit.config import Settings
 from services.ratelimit.server import serve
 
@@ -13,12 +12,7 @@ def main() -> None:
     """Read settings, configure logging, serve until a signal."""
     settings = Settings.from_env()
     configure_logging("ratelimit", settings.log_level)
-    try:
-        import uvloop
-    except ImportError:
-        asyncio.run(serve(settings))
-    else:
-        uvloop.run(serve(settings))
+    run(serve(settings))
 
 
 if __name__ == "__main__":

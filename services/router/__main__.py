@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import os
 
-import uvloop
-
 from services.common.logging import configure_logging
+from services.common.runner import run
 from services.router.config import Settings
 from services.router.server import serve
 
@@ -15,7 +14,7 @@ def main() -> None:
     """Run the router until a shutdown signal."""
     settings = Settings.from_env(os.environ)
     configure_logging("router", settings.log_level)
-    uvloop.run(serve(settings))
+    run(serve(settings))
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ from apirelay.ratelimit.v1 import ratelimit_pb2
 from apirelay.router.v1 import router_pb2
 from services.common.tokens import estimate_tokens
 from tests.grpc.edge.conftest import Edge, auth
-from tests.grpc.edge.fakes import LIMITED_SECRET, MODEL, SECRET, Hang, error
+from tests.grpc.edge.fakes import LIMITED_SECRET, MODEL, SECRET, Hang, error, principal
 
 PATH = "/v1/chat/completions"
 PROMPT = "Say hi"
@@ -75,6 +75,19 @@ async def test_success_relays_body_and_settles_reported_usage(edge: Edge) -> Non
     assert edge.fakes.billing.releases == []
     lease, = edge.fakes.ratelimit.releases
     assert (lease.lease_id, lease.subject, lease.actual_tokens) == ("client-rid-1", "key_1", 18)
+
+
+async def test_key_without_limits_skips_the_limiter(edge: Edge) -> None:
+    unlimited = "sk-unlimited"
+    edge.fakes.auth.keys[unlimited] = principal("key_free")
+    edge.fakes.auth.keys[unlimited].limits.Clear()
+    status, headers, _ = await post(edge, chat(), secret=unlimited)
+    assert status == 200
+    assert not any(h.startswith("x-ratelimit") for h in headers)
+    await edge.settled()
+    assert edge.fakes.ratelimit.acquires == [] and edge.fakes.ratelimit.releases == []
+    settle, = edge.fakes.billing.settles
+    assert settle.usage.prompt_tokens == 11
 
 
 async def test_completion_cap_defaults_to_the_models_max_output(edge: Edge) -> None:
