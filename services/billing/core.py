@@ -13,12 +13,13 @@ from enum import Enum
 
 from services.billing.domain import (
     INT64_MAX,
-    Charge,
     Hold,
     HoldStatus,
     NewHold,
+    Tariff,
     TokenUsage,
     TopUp,
+    UsageReport,
     UsageSource,
     Wallet,
 )
@@ -153,37 +154,39 @@ class Ledger:
     async def settle(self, req: SettleRequest) -> SettleResult:
         """Charge the real cost of an open hold exactly once; replays return the first result."""
         _require(req.request_id, "request_id")
-        hold = await self._store.get_hold(req.request_id)
-        if hold is not None and hold.status is HoldStatus.OPEN:
-            if (result := await self._charge(hold, req)) is not None:
-                return result
-            # Another settle or a release won the race: report what it did.
-            hold = await self._store.get_hold(req.request_id)
-        if hold is None:
+        usage = req.usage
+
+        def price(tariff: Tariff) -> int:
+            # Billed with the tariff snapshot taken at reserve time, so a price change
+            # between reserve and settle cannot make a request free or unbillable.
+            return cost_nanos(tariff, usage)
+
+        report = UsageReport(req.request_id, usage, req.usage_source, req.channel, self._clock())
+        outcome = await self._store.settle_hold(report, price)
+        if outcome is None:
             raise HoldNotFound(req.request_id)
+        hold = outcome.hold
+        if outcome.settled_now:
+            return self._settled(hold, outcome.wallet)
+        # A replay, or another settle or a release won: report what it did.
         if hold.status is not HoldStatus.SETTLED:
             raise HoldNotOpen(req.request_id, hold.status.value)
-        wallet = await self._store.get_wallet(hold.account_id)
-        return SettleResult(hold.charged_nanos, wallet, False)
+        return SettleResult(hold.charged_nanos, outcome.wallet, False)
 
-    async def _charge(self, hold: Hold, req: SettleRequest) -> SettleResult | None:
-        # Billed with the tariff snapshot taken at reserve time, so a price change
-        # between reserve and settle cannot make a request free or unbillable.
-        charge = cost_nanos(hold.tariff, req.usage)
-        settlement = await self._store.settle_hold(
-            Charge(req.request_id, charge, req.usage, req.usage_source, req.channel, self._clock())
-        )
-        if settlement is None:
-            return None
+    @staticmethod
+    def _settled(hold: Hold, wallet: Wallet) -> SettleResult:
         # The hold is an upper bound only if the caller kept to max_completion_tokens and
         # its prompt estimate; when the real cost is higher we still charge all of it, so
         # the balance may go below zero by the estimate error.
-        exceeded = charge > hold.amount_nanos
+        exceeded = hold.charged_nanos > hold.amount_nanos
         if exceeded:
             logger.info(
-                "charge %s exceeds hold %s of request %s", charge, hold.amount_nanos, req.request_id
+                "charge %s exceeds hold %s of request %s",
+                hold.charged_nanos,
+                hold.amount_nanos,
+                hold.request_id,
             )
-        return SettleResult(charge, settlement.wallet, True, exceeded)
+        return SettleResult(hold.charged_nanos, wallet, True, exceeded)
 
     async def release(self, request_id: str) -> bool:
         """Drop an open hold without charge; False when there was no open hold."""

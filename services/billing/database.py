@@ -1,11 +1,9 @@
-"""The billing database engine: SQLite (embedded, WAL) or PostgreSQL (asyncpg).
+"""Opening the billing database: SQLite (embedded, WAL) or PostgreSQL (asyncpg).
 
-On SQLite, writers are serialized with `BEGIN IMMEDIATE`: pysqlite's own implicit
-transactions are turned off and every write transaction takes the write lock when it
-starts, so a read-check-write sequence cannot interleave with another writer (the
-equivalent of PostgreSQL's `SELECT ... FOR UPDATE`, which SQLite does not have).
-Connections made for reads only (`READ_ONLY` execution option) begin a deferred
-transaction and do not block writers under WAL.
+The URL's dialect picks the transaction runner (see `runner.py`). SQLite URLs may name
+the aiosqlite driver (`sqlite+aiosqlite://`, the configured form) or none: either way
+the database is opened with the stdlib `sqlite3` driver on a sync engine, because its
+one connection lives on one worker thread and needs no async driver.
 """
 
 from __future__ import annotations
@@ -13,52 +11,57 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import event
-from sqlalchemy.engine import URL, Connection, make_url
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.pool import NullPool
 
 from services.billing.models import Base
+from services.billing.runner import AsyncEngineRunner, SqliteThreadRunner, TransactionRunner
 
-READ_ONLY = "billing_read_only"
+# Only another process (a backup, a CLI) can hold the lock: this one has one connection.
 SQLITE_BUSY_TIMEOUT_MS = 5_000
 POSTGRES_POOL_SIZE = 10
 POSTGRES_MAX_OVERFLOW = 20
 
 
-def open_engine(url: str) -> AsyncEngine:
-    """An async engine for `url`; a SQLite file's folder is created if missing."""
+def open_database(url: str) -> TransactionRunner:
+    """The transaction runner for `url`; a SQLite file's folder is created if missing."""
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
-        return _open_sqlite(parsed)
+        return SqliteThreadRunner(_open_sqlite(parsed))
+    return AsyncEngineRunner(open_async_engine(url))
+
+
+def open_async_engine(url: str) -> AsyncEngine:
+    """An async engine (PostgreSQL on asyncpg) with the service's pool sizes."""
     return create_async_engine(
-        parsed, pool_size=POSTGRES_POOL_SIZE, max_overflow=POSTGRES_MAX_OVERFLOW
+        make_url(url), pool_size=POSTGRES_POOL_SIZE, max_overflow=POSTGRES_MAX_OVERFLOW
     )
 
 
-async def create_schema(engine: AsyncEngine) -> None:
+async def create_schema(runner: TransactionRunner) -> None:
     """Create the tables that do not exist yet (migrations with alembic later)."""
-    async with engine.begin() as conn:
-        await conn.run_sync(Base.metadata.create_all)
+    await runner.write(Base.metadata.create_all)
 
 
-def _open_sqlite(url: URL) -> AsyncEngine:
+def _open_sqlite(url: URL) -> Engine:
     if url.database and url.database != ":memory:":
         Path(url.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
-    engine = create_async_engine(url)
-    event.listen(engine.sync_engine, "connect", _sqlite_on_connect)
-    event.listen(engine.sync_engine, "begin", _sqlite_on_begin)
+    # NullPool: the runner keeps its single connection for its whole life.
+    engine = create_engine(url.set(drivername="sqlite"), poolclass=NullPool)
+    event.listen(engine, "connect", _sqlite_on_connect)
     return engine
 
 
 def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
-    # None = autocommit at the driver level: SQLAlchemy's "begin" event emits BEGIN itself.
+    # None = autocommit at the driver level: the runner emits BEGIN [IMMEDIATE] itself.
     dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+    # NORMAL in WAL mode syncs the log only at checkpoints, not at each commit: a
+    # committed transaction survives a crash of this process, but a power loss or OS
+    # crash may lose the last commits (the database is never corrupted).
+    cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.close()
-
-
-def _sqlite_on_begin(conn: Connection) -> None:
-    read_only = conn.get_execution_options().get(READ_ONLY, False)
-    conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")

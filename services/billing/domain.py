@@ -124,11 +124,10 @@ class PlaceOutcome:
 
 
 @dataclass(frozen=True, slots=True)
-class Charge:
-    """A settlement to apply to an open hold."""
+class UsageReport:
+    """The real usage of a held request, to settle it with."""
 
     request_id: str
-    charge_nanos: int
     usage: TokenUsage
     usage_source: UsageSource
     channel: str
@@ -136,11 +135,12 @@ class Charge:
 
 
 @dataclass(frozen=True, slots=True)
-class Settlement:
-    """The charge of a settled hold and the wallet after it."""
+class SettleOutcome:
+    """The hold after a settle attempt, its wallet, and whether this attempt settled it."""
 
-    charged_nanos: int
+    hold: Hold
     wallet: Wallet
+    settled_now: bool
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,7 +10,7 @@ from apirelay.billing.v1 import billing_pb2, billing_pb2_grpc
 from services.billing import service
 from services.billing.config import Settings
 from services.billing.core import Ledger
-from services.billing.database import create_schema, open_engine
+from services.billing.database import create_schema, open_database
 from services.billing.pricing import PriceBook
 from services.billing.store import SqlBillingStore
 from services.common.gateway_config import load_gateway_config
@@ -27,10 +27,10 @@ ADMIN_METHODS = frozenset(f"/{SERVICE_NAME}/{method}" for method in ("AddCredit"
 async def start(settings: Settings) -> StartedService:
     """Load prices, open the database, start serving; the caller stops the result."""
     prices = PriceBook.from_config(load_gateway_config(settings.config_path))
-    engine = open_engine(settings.database_url)
+    database = open_database(settings.database_url)
     try:
-        await create_schema(engine)
-        ledger = Ledger(SqlBillingStore(engine), prices)
+        await create_schema(database)
+        ledger = Ledger(SqlBillingStore(database), prices)
         servicer = service.BillingServicer(ledger)
 
         def register(server: grpc.aio.Server) -> None:
@@ -43,11 +43,11 @@ async def start(settings: Settings) -> StartedService:
             ServiceInterceptor(service.ERRORS, ADMIN_METHODS, settings.admin_key),
         )
     except BaseException:
-        await engine.dispose()
+        await database.close()
         raise
     start_metrics_server(settings.metrics_addr)
-    logger.info("billing ready: %s priced models on %s", len(prices.prices), engine.dialect.name)
-    return StartedService(running, [engine.dispose])
+    logger.info("billing ready: %s priced models on %s", len(prices.prices), database.dialect_name)
+    return StartedService(running, [database.close])
 
 
 async def serve(settings: Settings) -> None:

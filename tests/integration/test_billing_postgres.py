@@ -12,11 +12,12 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.billing.core import Ledger, ReserveDecision, ReserveRequest, SettleRequest
-from services.billing.database import create_schema, open_engine
+from services.billing.database import create_schema, open_async_engine, open_database
 from services.billing.domain import HoldStatus, TokenUsage, UsageSource
 from services.billing.errors import HoldNotOpen, StoreUnavailable
 from services.billing.models import HoldRow, LedgerEntryRow, UsageRecordRow, WalletRow
 from services.billing.pricing import PriceBook
+from services.billing.runner import AsyncEngineRunner
 from services.billing.store import SqlBillingStore
 from services.common.gateway_config import parse_gateway_config
 from tests.backends import free_port
@@ -37,18 +38,23 @@ HOLD = 100 * 150 + 50 * 600  # reserve() below: 100 prompt, 50 max completion
 
 
 @pytest.fixture
-async def engine(postgres_url: str) -> AsyncIterator[AsyncEngine]:
-    engine = open_engine(postgres_url)
-    await create_schema(engine)
+async def runner(postgres_url: str) -> AsyncIterator[AsyncEngineRunner]:
+    runner = AsyncEngineRunner(open_async_engine(postgres_url))
+    await create_schema(runner)
     try:
-        yield engine
+        yield runner
     finally:
-        await engine.dispose()
+        await runner.close()
 
 
 @pytest.fixture
-def ledger(engine: AsyncEngine) -> Ledger:
-    return Ledger(SqlBillingStore(engine), PRICES)
+def engine(runner: AsyncEngineRunner) -> AsyncEngine:
+    return runner.engine
+
+
+@pytest.fixture
+def ledger(runner: AsyncEngineRunner) -> Ledger:
+    return Ledger(SqlBillingStore(runner), PRICES)
 
 
 def uid(prefix: str) -> str:
@@ -205,9 +211,9 @@ async def test_ledger_sums_equal_balances_after_mixed_load(
 
 
 async def test_unreachable_database_is_store_unavailable() -> None:
-    engine = open_engine(f"postgresql+asyncpg://nobody@127.0.0.1:{free_port()}/none")
+    database = open_database(f"postgresql+asyncpg://nobody@127.0.0.1:{free_port()}/none")
     try:
         with pytest.raises(StoreUnavailable):
-            await SqlBillingStore(engine).get_wallet("a")
+            await SqlBillingStore(database).get_wallet("a")
     finally:
-        await engine.dispose()
+        await database.close()

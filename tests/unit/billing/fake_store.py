@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from services.billing.domain import (
-    Charge,
     Hold,
     HoldStatus,
     NewHold,
     PlaceOutcome,
-    Settlement,
+    SettleOutcome,
+    Tariff,
     TokenUsage,
     TopUp,
     TopUpOutcome,
+    UsageReport,
     Wallet,
 )
 
@@ -42,9 +44,6 @@ class FakeBillingStore:
     async def get_wallet(self, account_id: str) -> Wallet:
         return self.wallets.get(account_id, Wallet(account_id))
 
-    async def get_hold(self, request_id: str) -> Hold | None:
-        return self.holds.get(request_id)
-
     async def place_hold(self, hold: NewHold) -> PlaceOutcome:
         wallet = await self.get_wallet(hold.account_id)
         if (existing := self.holds.get(hold.request_id)) is not None:
@@ -65,19 +64,21 @@ class FakeBillingStore:
         wallet = self._move(hold.account_id, 0, hold.amount_nanos)
         return PlaceOutcome(stored, wallet, True)
 
-    async def settle_hold(self, charge: Charge) -> Settlement | None:
-        hold = self.holds.get(charge.request_id)
-        if hold is None or hold.status is not HoldStatus.OPEN:
+    async def settle_hold(
+        self, report: UsageReport, price: Callable[[Tariff], int]
+    ) -> SettleOutcome | None:
+        hold = self.holds.get(report.request_id)
+        if hold is None:
             return None
-        self.holds[charge.request_id] = replace(
-            hold, status=HoldStatus.SETTLED, charged_nanos=charge.charge_nanos
-        )
-        wallet = self._move(hold.account_id, -charge.charge_nanos, -hold.amount_nanos)
-        self.ledger.append(
-            Entry(hold.account_id, "charge", -charge.charge_nanos, wallet.balance_nanos)
-        )
-        self.usage[charge.request_id] = charge.usage
-        return Settlement(charge.charge_nanos, wallet)
+        if hold.status is not HoldStatus.OPEN:
+            return SettleOutcome(hold, await self.get_wallet(hold.account_id), False)
+        charge = price(hold.tariff)
+        settled = replace(hold, status=HoldStatus.SETTLED, charged_nanos=charge)
+        self.holds[report.request_id] = settled
+        wallet = self._move(hold.account_id, -charge, -hold.amount_nanos)
+        self.ledger.append(Entry(hold.account_id, "charge", -charge, wallet.balance_nanos))
+        self.usage[report.request_id] = report.usage
+        return SettleOutcome(settled, wallet, True)
 
     async def release_hold(self, request_id: str, at: datetime) -> bool:
         hold = self.holds.get(request_id)

@@ -1,0 +1,174 @@
+"""Transaction runners: one await per transaction, whatever the number of statements.
+
+A transaction body is a plain synchronous function over a SQLAlchemy Core `Connection`,
+written once for both databases. A runner executes the whole body inside one
+transaction and hands the caller a single awaitable:
+
+- `SqliteThreadRunner` (embedded): one sqlite3 connection owned by one worker thread;
+  each transaction is one `run_in_executor` hop. The thread serializes writers, so
+  SQLite's busy handler never runs inside this process.
+- `AsyncEngineRunner` (PostgreSQL on asyncpg): `AsyncConnection.run_sync` in one
+  `engine.begin()` block; the body's statements are awaited through greenlets on the
+  event loop, no threads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar
+
+from sqlalchemy import Connection, Engine
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+# Writers take SQLite's write lock when they begin, so a read-check-write body cannot
+# interleave with another process' writer (SQLite has no SELECT ... FOR UPDATE).
+_SQLITE_WRITE = "BEGIN IMMEDIATE"
+_SQLITE_READ = "BEGIN"
+
+
+class Rollback(Exception):
+    """Raised by a transaction body to roll back everything it did and return `result`."""
+
+    def __init__(self, result: Any) -> None:
+        super().__init__("transaction rolled back on purpose")
+        self.result = result
+
+
+class TransactionRunner(Protocol):
+    """Runs a sync transaction body in one transaction, as one await."""
+
+    @property
+    def dialect_name(self) -> str:
+        """The SQLAlchemy dialect: "sqlite" or "postgresql"."""
+
+    async def write(
+        self, body: Callable[Concatenate[Connection, P], T], *args: P.args, **kwargs: P.kwargs
+    ) -> T:
+        """Run `body` in a read-write transaction; commit unless it raises."""
+
+    async def read(
+        self, body: Callable[Concatenate[Connection, P], T], *args: P.args, **kwargs: P.kwargs
+    ) -> T:
+        """Run `body` in a transaction that writes nothing."""
+
+    async def close(self) -> None:
+        """Close the connections; the runner is unusable afterwards."""
+
+
+class SqliteThreadRunner:
+    """SQLite: one connection used only by one worker thread; one hop per transaction."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="billing-sqlite")
+        # Opened, used and closed on the worker thread only (sqlite3 checks that too).
+        self._conn: Connection | None = None
+        self._closed = False
+
+    @property
+    def dialect_name(self) -> str:
+        """The SQLAlchemy dialect: "sqlite"."""
+        return self._engine.dialect.name
+
+    async def write(
+        self, body: Callable[Concatenate[Connection, P], T], *args: P.args, **kwargs: P.kwargs
+    ) -> T:
+        """Run `body` under BEGIN IMMEDIATE on the worker thread; commit unless it raises."""
+        return await self._submit(_SQLITE_WRITE, lambda conn: body(conn, *args, **kwargs))
+
+    async def read(
+        self, body: Callable[Concatenate[Connection, P], T], *args: P.args, **kwargs: P.kwargs
+    ) -> T:
+        """Run `body` in a deferred transaction (a snapshot under WAL) on the worker thread."""
+        return await self._submit(_SQLITE_READ, lambda conn: body(conn, *args, **kwargs))
+
+    async def close(self) -> None:
+        """Close the connection on its thread, then stop the thread."""
+        if self._closed:
+            return
+        self._closed = True
+        await asyncio.get_running_loop().run_in_executor(self._executor, self._disconnect)
+        self._executor.shutdown(wait=True)
+
+    async def _submit(self, begin: str, call: Callable[[Connection], T]) -> T:
+        # A caller cancelled while waiting does not stop the transaction: it commits or
+        # rolls back whole on the worker, and the store's operations are idempotent.
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, self._transaction, begin, call)
+
+    def _transaction(self, begin: str, call: Callable[[Connection], T]) -> T:
+        conn = self._connection()
+        try:
+            # The driver is in autocommit mode (see database.py): SQLAlchemy's begin
+            # emits nothing, our BEGIN opens the transaction, commit/rollback close it.
+            with conn.begin():
+                self._begin(conn, begin)
+                return call(conn)
+        except Rollback as rollback:
+            result: T = rollback.result
+            return result
+
+    @staticmethod
+    def _begin(conn: Connection, begin: str) -> None:
+        # Straight to the driver: a third of the cost of exec_driver_sql, per transaction.
+        try:
+            conn.connection.driver_connection.execute(begin)  # type: ignore[union-attr]
+        except sqlite3.Error as exc:
+            raise DBAPIError.instance(begin, None, exc, sqlite3.Error) from exc
+
+    def _connection(self) -> Connection:
+        if self._conn is None or self._conn.closed:
+            self._conn = self._engine.connect()
+        return self._conn
+
+    def _disconnect(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+        self._engine.dispose()
+
+
+class AsyncEngineRunner:
+    """PostgreSQL: the sync body runs through `run_sync` on a pooled asyncpg connection."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+
+    @property
+    def engine(self) -> AsyncEngine:
+        """The async engine (for tests and ad-hoc reads)."""
+        return self._engine
+
+    @property
+    def dialect_name(self) -> str:
+        """The SQLAlchemy dialect, "postgresql"."""
+        return self._engine.dialect.name
+
+    async def write(
+        self, body: Callable[Concatenate[Connection, P], T], *args: P.args, **kwargs: P.kwargs
+    ) -> T:
+        """Run `body` in `engine.begin()`; commit unless it raises."""
+        try:
+            async with self._engine.begin() as conn:
+                return await conn.run_sync(body, *args, **kwargs)
+        except Rollback as rollback:
+            result: T = rollback.result
+            return result
+
+    async def read(
+        self, body: Callable[Concatenate[Connection, P], T], *args: P.args, **kwargs: P.kwargs
+    ) -> T:
+        """Run `body` on a connection whose transaction is rolled back at the end."""
+        async with self._engine.connect() as conn:
+            return await conn.run_sync(body, *args, **kwargs)
+
+    async def close(self) -> None:
+        """Dispose of the pool."""
+        await self._engine.dispose()
