@@ -16,7 +16,7 @@ from typing import Any
 
 import grpc
 
-from services.common.context import REQUEST_ID_HEADER, reset_request_id, set_request_id
+from services.common.context import REQUEST_ID_HEADER, set_request_id
 
 logger = logging.getLogger(__name__)
 
@@ -94,7 +94,9 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
         self, behaviour: Any, request_id: str, needs_admin: bool, authorization: str
     ) -> Callable[[Any, grpc.aio.ServicerContext], Awaitable[Any]]:
         async def wrapper(request: Any, context: grpc.aio.ServicerContext) -> Any:
-            token = set_request_id(request_id)
+            # grpc.aio runs each call in its own task (its own context copy), so the id
+            # needs no reset; resetting from a generator closed elsewhere would even fail.
+            set_request_id(request_id)
             try:
                 if needs_admin:
                     self._check_admin(authorization)
@@ -102,8 +104,6 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
             except Exception as exc:  # noqa: BLE001 - mapped by table, generic otherwise
                 code, details = self._status_for(exc)
                 await context.abort(code, details)
-            finally:
-                reset_request_id(token)
 
         return wrapper
 
@@ -111,7 +111,7 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
         self, behaviour: Any, request_id: str, needs_admin: bool, authorization: str
     ) -> Callable[[Any, grpc.aio.ServicerContext], AsyncIterator[Any]]:
         async def wrapper(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
-            token = set_request_id(request_id)
+            set_request_id(request_id)
             try:
                 if needs_admin:
                     self._check_admin(authorization)
@@ -123,7 +123,5 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
             except Exception as exc:  # noqa: BLE001 - mapped by table, generic otherwise
                 code, details = self._status_for(exc)
                 await context.abort(code, details)
-            finally:
-                reset_request_id(token)
 
         return wrapper

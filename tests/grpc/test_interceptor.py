@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import gc
+import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -39,6 +42,10 @@ async def _unary(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
 
 async def _stream(request: bytes, context: grpc.aio.ServicerContext) -> AsyncIterator[bytes]:
     yield b"first"
+    if request == b"forever":
+        while True:
+            await asyncio.sleep(0.01)
+            yield get_request_id().encode()
     yield _behaviour(request)
 
 
@@ -106,3 +113,17 @@ async def test_admin_guard_accepts_the_key(channel: grpc.aio.Channel) -> None:
         b"ok", metadata=(("authorization", "Bearer ak-1"), ("x-request-id", "r1"))
     )
     assert reply == b"r1"
+
+
+async def test_cancelled_stream_closes_cleanly(
+    channel: grpc.aio.Channel, caplog: pytest.LogCaptureFixture
+) -> None:
+    call = channel.unary_stream("/t.T/Stream")(b"forever", metadata=(("x-request-id", "r9"),))
+    assert await call.read() == b"first"
+    assert await call.read() == b"r9"
+    call.cancel()
+    await asyncio.sleep(0.1)
+    gc.collect()
+    await asyncio.sleep(0.05)
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert errors == []
