@@ -42,6 +42,7 @@ def create_app(settings: Settings) -> web.Application:
     app.cleanup_ctx.append(_settlement)
     app.on_startup.append(_start_metrics)
     app.on_shutdown.append(_start_draining)
+    app.on_response_prepare.append(_hide_server_header)
     setup_routes(app)
     return app
 
@@ -92,6 +93,11 @@ async def _settlement(app: web.Application) -> AsyncIterator[None]:
 
 async def _start_metrics(app: web.Application) -> None:
     start_metrics_server(app[SETTINGS].metrics_addr)
+
+
+async def _hide_server_header(_request: web.Request, response: web.StreamResponse) -> None:
+    # The framework's name and version help attackers, not clients.
+    response.headers.popall("Server", None)
 
 
 async def _start_draining(app: web.Application) -> None:

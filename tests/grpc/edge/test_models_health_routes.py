@@ -29,6 +29,7 @@ async def test_models_lists_what_the_key_may_use(edge: Edge) -> None:
 async def test_models_needs_a_key(edge: Edge) -> None:
     response = await edge.client.get("/v1/models")
     assert response.status == 401
+    assert "Server" not in response.headers
     assert (await response.json())["error"]["code"] == "invalid_api_key"
 
 
