@@ -120,6 +120,7 @@ class ModelRouter:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._providers = providers
+        self._metrics = {c.name: metrics.ChannelMetrics(c.name) for c in config.channels}
         self._rng = rng or random.Random()
         self._clock = clock
         enabled = [c for c in config.channels if c.enabled]
@@ -159,8 +160,9 @@ class ModelRouter:
                 if self._failed(channel, exc, more=attempt < len(channels)):
                     continue
                 break
-            metrics.UPSTREAM_LATENCY.labels(channel.name, "unary").observe(self._clock() - started)
-            metrics.UPSTREAM_REQUESTS.labels(channel.name, "ok").inc()
+            channel_metrics = self._metrics[channel.name]
+            channel_metrics.unary_latency.observe(self._clock() - started)
+            channel_metrics.count("ok")
             return _result(chat, answer, route)
         return CompletionResult(b"", NO_USAGE, UsageSource.ESTIMATED, "", route,
                                 final_error(failures))
@@ -204,6 +206,7 @@ class ModelRouter:
         self, channel: ChannelEntry, upstream: UpstreamRequest, tally: StreamTally
     ) -> AsyncGenerator[bytes, None]:
         """One upstream stream: the chunks to deliver, with metrics; closes it on exit."""
+        channel_metrics = self._metrics[channel.name]
         started = self._clock()
         try:
             async with aclosing(self._providers[channel.name].stream(upstream)) as pieces:
@@ -212,14 +215,13 @@ class ModelRouter:
                     for chunk in tally.take(piece):
                         yield chunk
                     if tally.delivered and not was_delivered:
-                        metrics.UPSTREAM_LATENCY.labels(channel.name, "stream").observe(
-                            self._clock() - started)
+                        channel_metrics.stream_latency.observe(self._clock() - started)
         except (GeneratorExit, asyncio.CancelledError):
-            metrics.UPSTREAM_REQUESTS.labels(channel.name, "cancelled").inc()
+            channel_metrics.count("cancelled")
             raise
         for chunk in tally.flush():
             yield chunk
-        metrics.UPSTREAM_REQUESTS.labels(channel.name, "ok").inc()
+        channel_metrics.count("ok")
 
     def _upstream_request(
         self, chat: ChatRequest, channel: ChannelEntry, deadline: float | None
@@ -235,11 +237,12 @@ class ModelRouter:
 
     def _failed(self, channel: ChannelEntry, exc: ProviderError, *, more: bool) -> bool:
         """Count and log a failed attempt; true when the next channel should be tried."""
-        metrics.UPSTREAM_REQUESTS.labels(channel.name, exc.kind).inc()
+        channel_metrics = self._metrics[channel.name]
+        channel_metrics.count(exc.kind)
         logger.warning("upstream failed: channel=%s status=%s kind=%s message=%s",
                        channel.name, exc.status, exc.kind, exc.message)
         if exc.retryable and more:
-            metrics.FAILOVERS.labels(channel.name).inc()
+            channel_metrics.failovers.inc()
             return True
         return False
 

@@ -22,3 +22,26 @@ FAILOVERS = Counter(
     "Requests moved on to the next channel, by the channel that failed.",
     ["channel"],
 )
+
+# Every value UPSTREAM_REQUESTS' `outcome` label takes.
+OUTCOMES = ("ok", "cancelled", "unavailable", "rate_limited", "timeout", "rejected")
+
+
+class ChannelMetrics:
+    """One channel's series, bound once: a `.labels()` lookup takes a lock and a dict."""
+
+    __slots__ = ("_channel", "_outcomes", "failovers", "stream_latency", "unary_latency")
+
+    def __init__(self, channel: str) -> None:
+        self._channel = channel
+        self._outcomes = {o: UPSTREAM_REQUESTS.labels(channel, o) for o in OUTCOMES}
+        self.unary_latency = UPSTREAM_LATENCY.labels(channel, "unary")
+        self.stream_latency = UPSTREAM_LATENCY.labels(channel, "stream")
+        self.failovers = FAILOVERS.labels(channel)
+
+    def count(self, outcome: str) -> None:
+        """Count one attempt that ended with `outcome`."""
+        counter = self._outcomes.get(outcome)
+        if counter is None:
+            counter = UPSTREAM_REQUESTS.labels(self._channel, outcome)
+        counter.inc()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from services.common.tokens import estimate_tokens
 from services.router.providers.base import StreamPiece, Usage
 from services.router.request import ChatRequest
@@ -19,22 +21,26 @@ class StreamTally:
         self.delivered = False
         self.finish_reason = ""
 
-    def take(self, piece: StreamPiece) -> list[bytes]:
+    def take(self, piece: StreamPiece) -> Sequence[bytes]:
         """Account for `piece`; return the chunks to deliver now (maybe none)."""
         if piece.usage is not None:
             self._usage = piece.usage
         if piece.finish_reason and not self.finish_reason:
             self.finish_reason = piece.finish_reason
-        if piece.chunk is None:
-            return []
+        chunk = piece.chunk
+        if chunk is None:
+            return ()
         if not self.delivered and not piece.is_output:
-            self._held.append(piece.chunk)
-            return []
+            self._held.append(chunk)
+            return ()
         if piece.text:
             self._texts.append(piece.text)
             self._content_chunks += 1
+        if self.delivered:
+            return (chunk,)
         self.delivered = True
-        return self.flush() + [piece.chunk]
+        self._held.append(chunk)
+        return self.flush()
 
     def flush(self) -> list[bytes]:
         """Release held chunks (a stream that ended without any output chunk)."""

@@ -5,13 +5,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Mapping
 
-import httpx
+import aiohttp
 
 from services.common.gateway_config import ChannelEntry
 from services.router.errors import ChannelConfigError
 from services.router.providers.base import Provider
 from services.router.providers.mock import MockProvider
-from services.router.providers.openai import OpenAIProvider
+from services.router.providers.openai import DEFAULT_CONNECT_TIMEOUT_S, OpenAIProvider
 
 logger = logging.getLogger(__name__)
 
@@ -19,7 +19,10 @@ CHANNEL_TYPES = ("mock", "openai")
 
 
 def build_provider(
-    channel: ChannelEntry, client: httpx.AsyncClient, environ: Mapping[str, str]
+    channel: ChannelEntry,
+    session: aiohttp.ClientSession,
+    environ: Mapping[str, str],
+    connect_timeout_s: float = DEFAULT_CONNECT_TIMEOUT_S,
 ) -> Provider:
     """The provider of one channel; raise ChannelConfigError if it cannot be built."""
     if channel.type == "mock":
@@ -33,7 +36,7 @@ def build_provider(
                 "channel %s: environment variable %s is empty; calling without a key",
                 channel.name, channel.api_key_env,
             )
-        return OpenAIProvider(channel, client, api_key)
+        return OpenAIProvider(channel, session, api_key, connect_timeout_s)
     raise ChannelConfigError(
         f"channel {channel.name!r} has unknown type {channel.type!r} "
         f"(known: {', '.join(CHANNEL_TYPES)})"
@@ -41,7 +44,13 @@ def build_provider(
 
 
 def build_providers(
-    channels: Iterable[ChannelEntry], client: httpx.AsyncClient, environ: Mapping[str, str]
+    channels: Iterable[ChannelEntry],
+    session: aiohttp.ClientSession,
+    environ: Mapping[str, str],
+    connect_timeout_s: float = DEFAULT_CONNECT_TIMEOUT_S,
 ) -> dict[str, Provider]:
     """The provider of every channel (disabled ones too, so typos fail at startup)."""
-    return {channel.name: build_provider(channel, client, environ) for channel in channels}
+    return {
+        channel.name: build_provider(channel, session, environ, connect_timeout_s)
+        for channel in channels
+    }

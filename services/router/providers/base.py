@@ -61,14 +61,16 @@ class Completion:
     text: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class StreamPiece:
     """One upstream stream event.
 
     `chunk` is the chat.completion.chunk JSON to forward, or None when there is nothing
     to forward (a usage-only chunk the client did not ask for). `is_output` is true when
     the chunk carries something of the answer (content, tool calls, a finish reason),
-    as opposed to a bare role announcement.
+    as opposed to a bare role announcement. Not frozen: one is built per streamed
+    chunk, and a frozen dataclass's `__init__` costs four times as much; nobody
+    changes one after it is built.
     """
 
     chunk: bytes | None
@@ -108,24 +110,28 @@ def piece_from_chunk(data: bytes, chunk: Any, forward_usage: bool) -> StreamPiec
     """Read one parsed chat.completion.chunk; drop it if it only carries unasked usage."""
     if not isinstance(chunk, dict):
         raise UpstreamUnavailable(200, "the upstream sent an invalid stream chunk")
-    usage = usage_from_json(chunk.get("usage"))
+    raw_usage = chunk.get("usage")
+    usage = None if raw_usage is None else usage_from_json(raw_usage)
     choices = chunk.get("choices")
-    choices = [c for c in choices if isinstance(c, dict)] if isinstance(choices, list) else []
-    if not choices and usage is not None and not forward_usage:
-        return StreamPiece(chunk=None, usage=usage)
-    text, finish_reason, is_output = "", "", False
-    for choice in choices:
+    text, finish_reason, is_output, any_choice = "", "", False, False
+    for choice in choices if isinstance(choices, list) else ():
+        if not isinstance(choice, dict):
+            continue
+        any_choice = True
         delta = choice.get("delta")
         if isinstance(delta, dict):
             content = delta.get("content")
             if isinstance(content, str):
                 text += content
-            is_output = is_output or any(v for k, v in delta.items() if k != "role")
+            if not is_output:
+                is_output = any(value for key, value in delta.items() if key != "role")
         reason = choice.get("finish_reason")
         if isinstance(reason, str) and reason:
             is_output = True
             if choice.get("index", 0) == 0:
                 finish_reason = reason
+    if not any_choice and usage is not None and not forward_usage:
+        return StreamPiece(None, usage=usage)
     return StreamPiece(data, text, finish_reason, usage, is_output)
 
 

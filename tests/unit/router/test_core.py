@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import random
+import uuid
 from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass, field
 
 import pytest
+from prometheus_client import REGISTRY
 
 from services.common.gateway_config import ChannelEntry, GatewayConfig, ModelEntry
 from services.common.tokens import estimate_tokens
@@ -240,3 +242,23 @@ async def test_closing_the_stream_closes_the_upstream_at_once() -> None:
     assert await anext(stream) == ROLE.chunk
     await stream.aclose()
     assert provider.closed == 1
+
+
+def _metric(name: str, **labels: str) -> float:
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+async def test_attempts_are_counted_per_channel_and_outcome() -> None:
+    first = _channel(f"m-first-{uuid.uuid4().hex[:8]}", 2)
+    second = _channel(f"m-second-{uuid.uuid4().hex[:8]}", 1)
+    router = _router((first, FakeProvider(error=UpstreamRateLimited(429, "slow down"))),
+                     (second, FakeProvider(pieces=[ROLE, _text("a"), FINISH])))
+    await router.complete(chat_request())
+    await _stream(router)
+    requests = "apirelay_router_upstream_requests_total"
+    assert _metric(requests, channel=first.name, outcome="rate_limited") == 2
+    assert _metric("apirelay_router_failovers_total", channel=first.name) == 2
+    assert _metric(requests, channel=second.name, outcome="ok") == 2
+    latency = "apirelay_router_upstream_latency_seconds_count"
+    assert _metric(latency, channel=second.name, mode="unary") == 1
+    assert _metric(latency, channel=second.name, mode="stream") == 1

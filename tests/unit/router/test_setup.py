@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 
-import httpx
 import pytest
 
 from services.common.gateway_config import ChannelEntry
@@ -13,6 +12,7 @@ from services.router.errors import ChannelConfigError
 from services.router.providers import build_providers
 from services.router.providers.mock import MockProvider
 from services.router.providers.openai import OpenAIProvider
+from services.router.server import upstream_session
 
 
 def test_settings_from_env() -> None:
@@ -33,7 +33,7 @@ async def test_providers_are_built_per_channel_type(caplog: pytest.LogCaptureFix
         ChannelEntry(name="o", type="openai", models=(), base_url="http://x/v1",
                      api_key_env="NOT_SET_ANYWHERE"),
     ]
-    async with httpx.AsyncClient() as client:
+    async with upstream_session(Settings()) as client:
         with caplog.at_level(logging.WARNING):
             providers = build_providers(channels, client, {})
     assert isinstance(providers["m"], MockProvider)
@@ -49,7 +49,7 @@ async def test_providers_are_built_per_channel_type(caplog: pytest.LogCaptureFix
     ],
 )
 async def test_bad_channels_fail_at_startup(channel: ChannelEntry, fragment: str) -> None:
-    async with httpx.AsyncClient() as client:
+    async with upstream_session(Settings()) as client:
         with pytest.raises(ChannelConfigError) as caught:
             build_providers([channel], client, {})
     assert fragment in str(caught.value) and channel.name in str(caught.value)
