@@ -3,7 +3,7 @@
 The URL's dialect picks the transaction runner (see `runner.py`). SQLite URLs may name
 the aiosqlite driver (`sqlite+aiosqlite://`, the configured form) or none: either way
 the database is opened with the stdlib `sqlite3` driver on a sync engine, because its
-one connection lives on one worker thread and needs no async driver.
+one connection is used synchronously on the event loop and needs no async driver.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
 
 from services.billing.models import Base
-from services.billing.runner import AsyncEngineRunner, SqliteThreadRunner, TransactionRunner
+from services.billing.runner import AsyncEngineRunner, SqliteRunner, TransactionRunner
 
 # Only another process (a backup, a CLI) can hold the lock: this one has one connection.
 SQLITE_BUSY_TIMEOUT_MS = 5_000
@@ -29,7 +29,7 @@ def open_database(url: str) -> TransactionRunner:
     """The transaction runner for `url`; a SQLite file's folder is created if missing."""
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
-        return SqliteThreadRunner(_open_sqlite(parsed))
+        return SqliteRunner(_open_sqlite(parsed))
     return AsyncEngineRunner(open_async_engine(url))
 
 

@@ -1,8 +1,8 @@
 """Billing persistence: the `BillingStore` protocol and its SQL implementation.
 
 Each method is one transaction, atomic on its own, and one await: its body is a sync
-function over a Core `Connection`, run whole by a `TransactionRunner` (one worker-thread
-hop on SQLite, `run_sync` on PostgreSQL). The rules (what to hold, what to charge, what
+function over a Core `Connection`, run whole by a `TransactionRunner` (synchronously on
+the loop for SQLite, `run_sync` on PostgreSQL). The rules (what to hold, what to charge, what
 a replay means) live in `core.py`. The one check done here is the no-overdraft guard of
 `place_hold`, because only inside the wallet's row lock can it be exact.
 """
