@@ -98,8 +98,9 @@ async def keys_create(client: AdminClient, args: argparse.Namespace) -> list[str
                                      allowed_models=models, limits=_limits(args)),
         metadata=client.metadata, timeout=CALL_TIMEOUT_S,
     )
-    return [f"created key {reply.key.key_id} for {account.name} "
-            "(the secret below is shown once; store it now)", reply.secret]
+    notice = (f"created key {reply.key.key_id} for {account.name} "
+              "(the secret below is shown once; store it now)")
+    return [notice, reply.secret]
 
 
 async def keys_list(client: AdminClient, args: argparse.Namespace) -> list[str]:
