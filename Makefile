@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 PIP    := $(VENV)/bin/pip
 
-.PHONY: up test test-fast bench bench-quick soak gen gen-check lint clean
+.PHONY: up test bench bench-quick soak gen lint clean
 
 $(PY):
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "apirelay needs Python 3.11 or newer")'

@@ -6,6 +6,7 @@ import argparse
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import grpc
 
@@ -27,8 +28,9 @@ class CommandError(Exception):
 class AdminClient:
     """Stubs of auth and billing plus the admin credentials for every call."""
 
-    auth: auth_pb2_grpc.AuthServiceStub
-    billing: billing_pb2_grpc.BillingServiceStub
+    # grpc.aio stubs: mypy-protobuf types them as sync stubs, hence Any.
+    auth: Any
+    billing: Any
     metadata: tuple[tuple[str, str], ...]
 
     async def account(self, name: str) -> auth_pb2.Account:
@@ -36,7 +38,8 @@ class AdminClient:
         reply = await self.auth.GetAccount(
             auth_pb2.GetAccountRequest(name=name), metadata=self.metadata, timeout=CALL_TIMEOUT_S
         )
-        return reply.account
+        account: auth_pb2.Account = reply.account
+        return account
 
     async def add_credit(self, account_id: str, usd: str, note: str) -> billing_pb2.Wallet:
         """Top up `account_id` by `usd` (a decimal string)."""
@@ -47,7 +50,8 @@ class AdminClient:
             billing_pb2.AddCreditRequest(account_id=account_id, amount_nanos=amount, note=note),
             metadata=self.metadata, timeout=CALL_TIMEOUT_S,
         )
-        return reply.wallet
+        wallet: billing_pb2.Wallet = reply.wallet
+        return wallet
 
 
 def _usd(text: str) -> int:

@@ -14,6 +14,7 @@ import signal
 import sys
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 import grpc
 import httpx
@@ -83,7 +84,7 @@ class Supervisor:
 async def _wait_grpc_serving(name: str, addr: str, child: Child) -> None:
     deadline = time.monotonic() + STARTUP_TIMEOUT_S
     async with grpc.aio.insecure_channel(addr) as channel:
-        stub = health_pb2_grpc.HealthStub(channel)
+        stub: Any = health_pb2_grpc.HealthStub(channel)
         while time.monotonic() < deadline:
             if child.process.returncode is not None:
                 raise StartupFailed(f"{name} exited with code {child.process.returncode}")

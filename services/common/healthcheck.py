@@ -12,7 +12,7 @@ def check(target: str, timeout: float = 2.0) -> bool:
     """True when the gRPC health service at `target` reports SERVING."""
     with grpc.insecure_channel(target) as channel:
         try:
-            reply = health_pb2_grpc.HealthStub(channel).Check(
+            reply = health_pb2_grpc.HealthStub(channel).Check(  # type: ignore[attr-defined]
                 health_pb2.HealthCheckRequest(), timeout=timeout
             )
         except grpc.RpcError:

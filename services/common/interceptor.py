@@ -48,9 +48,9 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
 
     async def intercept_service(
         self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[Any]],
         handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
+    ) -> Any:
         """Wrap the unary-unary or unary-stream behaviour of the method's handler."""
         handler = await continuation(handler_call_details)
         if handler is None:
@@ -84,7 +84,7 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
         if isinstance(exc, _Abort):
             return exc.code, exc.details
         for kind in type(exc).__mro__:
-            code = self._errors.get(kind)  # type: ignore[call-overload]
+            code = self._errors.get(kind)
             if code is not None:
                 return code, str(exc)
         logger.exception("unhandled error")
@@ -92,8 +92,8 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
 
     def _wrap_unary(
         self, behaviour: Any, request_id: str, needs_admin: bool, authorization: str
-    ) -> Callable[[Any, grpc.aio.ServicerContext], Awaitable[Any]]:
-        async def wrapper(request: Any, context: grpc.aio.ServicerContext) -> Any:
+    ) -> Callable[[Any, grpc.aio.ServicerContext[Any, Any]], Awaitable[Any]]:
+        async def wrapper(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
             # grpc.aio runs each call in its own task (its own context copy), so the id
             # needs no reset; resetting from a generator closed elsewhere would even fail.
             set_request_id(request_id)
@@ -109,8 +109,8 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
 
     def _wrap_stream(
         self, behaviour: Any, request_id: str, needs_admin: bool, authorization: str
-    ) -> Callable[[Any, grpc.aio.ServicerContext], AsyncIterator[Any]]:
-        async def wrapper(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+    ) -> Callable[[Any, grpc.aio.ServicerContext[Any, Any]], AsyncIterator[Any]]:
+        async def wrapper(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[Any]:
             set_request_id(request_id)
             try:
                 if needs_admin:
