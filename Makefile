@@ -24,11 +24,16 @@ $(VENV)/.stamp-test: pyproject.toml | $(PY)
 up: $(VENV)/.stamp-run
 	$(VENV)/bin/apirelay up
 
-## test: install what the tests need and run the whole suite
-test: $(VENV)/.stamp-test
+## test: install what the tests need, check the contracts and the code, run the whole suite
+test: lint
+	$(PY) -m pytest -m "not soak"
+
+## lint: generated code up to date, protos linted, ruff and mypy (strict) clean
+lint: $(VENV)/.stamp-test
 	$(PY) scripts/gen_protos.py --check
 	$(VENV)/bin/buf lint
-	$(PY) -m pytest -m "not soak"
+	$(VENV)/bin/ruff check --quiet .
+	$(VENV)/bin/mypy services edge cli bench
 
 ## bench: gateway-added latency and throughput against a direct call to the mock upstream
 bench: $(VENV)/.stamp-test
