@@ -25,7 +25,7 @@ from edge.domain import (
     ModelInfo,
     Principal,
     Reservation,
-    StreamEnd,
+    StreamItem,
     Usage,
     UsageSource,
 )
@@ -139,27 +139,36 @@ class ChatStream:
 
     def __init__(self, call: Any) -> None:
         self._call = call
+        self._cancelled = False
         self.finished = False
 
-    async def read(self) -> bytes | StreamEnd:
-        """The next chunk's JSON bytes, or the typed end (after which nothing follows)."""
+    async def read(self) -> StreamItem:
+        """The next item; nothing follows the one carrying the end."""
         try:
             item = await self._call.read()
         except grpc.aio.AioRpcError as exc:
             self.finished = True
             raise UpstreamError("router", exc.code(), exc.details() or "") from None
+        except asyncio.CancelledError:
+            # A read of a call cancelled by `cancel()`, not a cancellation of this task.
+            task = asyncio.current_task()
+            if self._cancelled and task is not None and not task.cancelling():
+                raise UpstreamError("router", grpc.StatusCode.CANCELLED, "cancelled") from None
+            raise
         if item is grpc.aio.EOF:
             self.finished = True
             raise UpstreamError("router", grpc.StatusCode.INTERNAL, "stream ended without an end")
-        if item.WhichOneof("item") == "chunk":
-            return bytes(item.chunk)
-        self.finished = True
-        return translate.stream_end(item.end)
+        read = translate.stream_item(item)
+        if read.end is not None:
+            self.finished = True
+        return read
 
     def cancel(self) -> None:
-        """Cancel the call (the router then cancels its upstream request)."""
+        """Cancel the call (the router then cancels its upstream request); a pending read
+        then raises UpstreamError."""
         if not self.finished:
             self.finished = True
+            self._cancelled = True
             self._call.cancel()
 
 

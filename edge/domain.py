@@ -141,10 +141,18 @@ class Completion:
 
 @dataclass(frozen=True, slots=True)
 class StreamEnd:
-    """The last item of a router stream."""
+    """How a router stream ended."""
 
     usage: Usage | None
     usage_source: UsageSource
     finish_reason: str
     channel: str
     failure: CompletionFailure | None
+
+
+@dataclass(frozen=True, slots=True)
+class StreamItem:
+    """One item of a router stream: chunks to send in order, and the end on the last."""
+
+    chunks: tuple[bytes, ...]
+    end: StreamEnd | None = None

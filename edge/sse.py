@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import orjson
 from aiohttp import web
@@ -41,6 +41,10 @@ class SSEWriter:
     async def send(self, data: bytes) -> None:
         """Send one event carrying `data` (already JSON)."""
         await self.response.write(frame(data))
+
+    async def send_many(self, items: Sequence[bytes]) -> None:
+        """Send one event per entry of `items` (already JSON) in a single write."""
+        await self.response.write(b"".join(frame(data) for data in items))
 
     async def send_error(self, error: ApiError) -> None:
         """Send an in-band `{"error": {...}}` event."""

@@ -20,6 +20,7 @@ from edge.domain import (
     Reservation,
     ReserveDecision,
     StreamEnd,
+    StreamItem,
     Usage,
     UsageSource,
 )
@@ -174,6 +175,12 @@ def completion(response: router_pb2.CreateChatCompletionResponse) -> Completion:
         channel=response.route.channel,
         failure=failure(response.error) if response.HasField("error") else None,
     )
+
+
+def stream_item(item: router_pb2.StreamChatCompletionResponse) -> StreamItem:
+    """One item of a router stream."""
+    end = stream_end(item.end) if item.HasField("end") else None
+    return StreamItem(tuple(item.chunks), end)
 
 
 def stream_end(end: router_pb2.StreamEnd) -> StreamEnd:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from contextlib import aclosing
 from typing import Any
 
 import grpc
@@ -12,6 +11,7 @@ from apirelay.common.v1 import usage_pb2
 from apirelay.router.v1 import router_pb2, router_pb2_grpc
 from services.common.context import get_request_id
 from services.common.interceptor import ErrorTable
+from services.router.coalesce import ready_batches
 from services.router.core import (
     CompletionError,
     ModelRouter,
@@ -65,14 +65,10 @@ class RouterServicer(router_pb2_grpc.RouterServiceServicer):
         request: router_pb2.StreamChatCompletionRequest,
         context: grpc.aio.ServicerContext[Any, Any],
     ) -> AsyncIterator[router_pb2.StreamChatCompletionResponse]:
-        """Stream chunk items, then one end item; cancelling closes the upstream."""
+        """Stream the chunks ready at once as one item each; the end rides on the last."""
         chat = _parse(request.body, request.model, request.request_id, stream=True)
-        async with aclosing(self._router.stream(chat, context.time_remaining())) as items:
-            async for item in items:
-                if isinstance(item, StreamOutcome):
-                    yield router_pb2.StreamChatCompletionResponse(end=_end(item))
-                else:
-                    yield router_pb2.StreamChatCompletionResponse(chunk=item)
+        async for batch in ready_batches(self._router.stream(chat, context.time_remaining())):
+            yield _stream_item(batch)
 
     async def ListModels(
         self,
@@ -90,6 +86,15 @@ class RouterServicer(router_pb2_grpc.RouterServiceServicer):
 
 def _parse(body: bytes, model: str, request_id: str, *, stream: bool) -> ChatRequest:
     return parse_chat_request(body, model, request_id or get_request_id(), stream=stream)
+
+
+def _stream_item(batch: list[bytes | StreamOutcome]) -> router_pb2.StreamChatCompletionResponse:
+    # The core yields the StreamOutcome last, so only the last batch ends with it.
+    last = batch[-1]
+    return router_pb2.StreamChatCompletionResponse(
+        chunks=[item for item in batch if isinstance(item, bytes)],
+        end=_end(last) if isinstance(last, StreamOutcome) else None,
+    )
 
 
 def _end(outcome: StreamOutcome) -> router_pb2.StreamEnd:

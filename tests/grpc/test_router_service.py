@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -80,6 +80,7 @@ models:
   - {{id: demo, max_output_tokens: 1024}}
   - {{id: backup-only, owned_by: acme}}
   - {{id: slow}}
+  - {{id: paced}}
   - {{id: retired}}
 channels:
   - name: dead
@@ -91,6 +92,10 @@ channels:
     type: mock
     models: [demo, backup-only]
     mock: {{reply: "{REPLY}"}}
+  - name: paced-mock
+    type: mock
+    models: [paced]
+    mock: {{reply: "{REPLY}", tokens_per_second: 50}}
   - name: fake-upstream
     type: openai
     base_url: {upstream_url}
@@ -123,7 +128,7 @@ def _body(model: str, text: str = "Hello?", **extra: object) -> bytes:
 
 async def test_list_models_only_served_models_sorted(stub: router_pb2_grpc.RouterServiceAsyncStub) -> None:
     response = await stub.ListModels(router_pb2.ListModelsRequest())
-    assert [m.id for m in response.models] == ["backup-only", "demo", "slow"]
+    assert [m.id for m in response.models] == ["backup-only", "demo", "paced", "slow"]
     assert response.models[1].max_output_tokens == 1024
     assert response.models[0].owned_by == "acme"
 
@@ -161,19 +166,39 @@ async def test_unary_to_an_openai_upstream_sends_key_request_id_and_mapped_model
     assert upstream.bodies[0]["model"] == "slow-upstream"
 
 
-async def test_stream_yields_chunks_then_one_end(stub: router_pb2_grpc.RouterServiceAsyncStub) -> None:
+def _content(chunks: Sequence[bytes]) -> list[str]:
+    parsed = [ChatCompletionChunk.model_validate_json(c) for c in chunks]
+    return [c.choices[0].delta.content or "" for c in parsed if c.choices]
+
+
+async def test_stream_at_full_speed_is_one_item_with_every_chunk_and_the_end(
+    stub: router_pb2_grpc.RouterServiceAsyncStub,
+) -> None:
     call = stub.StreamChatCompletion(router_pb2.StreamChatCompletionRequest(
         model="demo", body=_body("demo", stream=True, stream_options={"include_usage": True})))
-    items = [item async for item in call]
-    assert [i.WhichOneof("item") for i in items] == ["chunk"] * (len(items) - 1) + ["end"]
-    chunks = [ChatCompletionChunk.model_validate_json(i.chunk) for i in items[:-1]]
-    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == REPLY
-    assert chunks[-1].usage is not None and chunks[-1].choices == []
-    end = items[-1].end
-    assert (end.finish_reason, end.usage.completion_tokens) == ("stop", 4)
-    assert end.usage_source == usage_pb2.USAGE_SOURCE_UPSTREAM
-    assert not end.HasField("error")
+    item, = [item async for item in call]
+    assert "".join(_content(item.chunks)) == REPLY
+    assert len(item.chunks) == 7  # role, 4 content, finish, usage
+    last = ChatCompletionChunk.model_validate_json(item.chunks[-1])
+    assert last.usage is not None and last.choices == []
+    assert (item.end.finish_reason, item.end.usage.completion_tokens) == ("stop", 4)
+    assert item.end.usage_source == usage_pb2.USAGE_SOURCE_UPSTREAM
+    assert not item.end.HasField("error")
     assert await call.code() == grpc.StatusCode.OK
+
+
+async def test_paced_stream_sends_each_chunk_when_it_is_ready(
+    stub: router_pb2_grpc.RouterServiceAsyncStub,
+) -> None:
+    call = stub.StreamChatCompletion(router_pb2.StreamChatCompletionRequest(
+        model="paced", body=_body("paced", stream=True)))
+    items = [item async for item in call]
+    # The role chunk is held back for the first content; the finish follows the last.
+    assert [_content(i.chunks) for i in items] == [
+        ["", "One"], [" two"], [" three"], [" four.", ""],
+    ]
+    assert [i.HasField("end") for i in items] == [False, False, False, True]
+    assert items[-1].end.finish_reason == "stop"
 
 
 async def test_stream_cut_after_chunks_ends_with_in_band_error(
@@ -182,11 +207,12 @@ async def test_stream_cut_after_chunks_ends_with_in_band_error(
     call = stub.StreamChatCompletion(router_pb2.StreamChatCompletionRequest(
         model="demo", body=_body("demo", "[[mock:cut:2]]", stream=True)))
     items = [item async for item in call]
+    assert [i.HasField("end") for i in items] == [False] * (len(items) - 1) + [True]
     end = items[-1].end
     assert end.error.http_status == 502
     assert end.usage_source == usage_pb2.USAGE_SOURCE_ESTIMATED
     assert end.usage.completion_tokens == 2
-    assert sum(1 for i in items if i.WhichOneof("item") == "chunk") == 3  # role + 2 content
+    assert sum(len(i.chunks) for i in items) == 3  # role + 2 content
 
 
 async def test_unknown_model_is_response_data(stub: router_pb2_grpc.RouterServiceAsyncStub) -> None:
@@ -197,6 +223,7 @@ async def test_unknown_model_is_response_data(stub: router_pb2_grpc.RouterServic
     items = [i async for i in stub.StreamChatCompletion(router_pb2.StreamChatCompletionRequest(
         model="nope", body=_body("nope", stream=True)))]
     assert len(items) == 1 and items[0].end.error.code == "model_not_found"
+    assert list(items[0].chunks) == []
 
 
 @pytest.mark.parametrize(
@@ -222,7 +249,7 @@ async def test_cancelling_the_call_closes_the_upstream_stream(
         model="slow", body=_body("slow", stream=True)))
     first = await call.read()
     assert isinstance(first, router_pb2.StreamChatCompletionResponse)
-    assert first.WhichOneof("item") == "chunk"
+    assert first.chunks and not first.HasField("end")
     assert upstream.bodies[0]["stream_options"] == {"include_usage": True}
     await asyncio.wait_for(upstream.streaming.wait(), 2)
     assert not upstream.disconnected.is_set()

@@ -239,7 +239,7 @@ Global___StreamChatCompletionRequest: _TypeAlias = StreamChatCompletionRequest  
 
 @_typing.final
 class StreamEnd(_message.Message):
-    """StreamEnd is the last item of a stream."""
+    """StreamEnd is the typed end state of a stream, carried by its last item."""
 
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -262,8 +262,9 @@ class StreamEnd(_message.Message):
 
     @_builtins.property
     def error(self) -> Global___CompletionError:
-        """Set when the stream failed; before any chunk it is the request's error, after
-        chunks it is sent to the client in-band.
+        """Set when the stream failed. When the stream carried no chunk at all it is the
+        request's error; otherwise it is sent to the client in-band after the chunks
+        (including those of the same item).
         """
 
     def __init__(
@@ -289,27 +290,29 @@ class StreamChatCompletionResponse(_message.Message):
 
     DESCRIPTOR: _descriptor.Descriptor
 
-    CHUNK_FIELD_NUMBER: _builtins.int
+    CHUNKS_FIELD_NUMBER: _builtins.int
     END_FIELD_NUMBER: _builtins.int
-    chunk: _builtins.bytes
-    """One OpenAI chat.completion.chunk object (JSON), ready to send as an SSE event."""
+    @_builtins.property
+    def chunks(self) -> _containers.RepeatedScalarFieldContainer[_builtins.bytes]:
+        """OpenAI chat.completion.chunk objects (JSON), in order, each ready to send as one SSE
+        event; may be empty on the last item.
+        """
+
     @_builtins.property
     def end(self) -> Global___StreamEnd:
-        """The end of the stream."""
+        """Set only on the last item of the stream."""
 
     def __init__(
         self,
         *,
-        chunk: _builtins.bytes = ...,
+        chunks: _abc.Iterable[_builtins.bytes] | None = ...,
         end: Global___StreamEnd | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["chunk", b"chunk", "end", b"end", "item", b"item"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["end", b"end"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["chunk", b"chunk", "end", b"end", "item", b"item"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["chunks", b"chunks", "end", b"end"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_item: _TypeAlias = _typing.Literal["chunk", "end"]  # noqa: Y015
-    _WhichOneofArgType_item: _TypeAlias = _typing.Literal["item", b"item"]  # noqa: Y015
-    def WhichOneof(self, oneof_group: _WhichOneofArgType_item) -> _WhichOneofReturnType_item | None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___StreamChatCompletionResponse: _TypeAlias = StreamChatCompletionResponse  # noqa: Y015
 

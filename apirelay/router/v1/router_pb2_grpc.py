@@ -76,11 +76,14 @@ class RouterServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def StreamChatCompletion(self, request, context):
-        """StreamChatCompletion runs a streaming chat completion. Each item before the last
-        carries one OpenAI chat.completion.chunk; the last item carries the typed end state.
-        No item is sent before the upstream produced its first chunk, so a failure before
-        that is still reported as a single end item with an error (and may have been failed
-        over). Cancelling the call cancels the upstream request.
+        """StreamChatCompletion runs a streaming chat completion. Each item carries one or
+        more OpenAI chat.completion.chunk objects, in order; the last item also carries the
+        typed end state (and may carry no chunk). The router sends, in one item, every chunk
+        that is ready when the upstream would make it wait, and never delays a ready chunk
+        to wait for more. No item is sent before the upstream produced its first content
+        chunk, so a failure before that is still reported as a single item holding only the
+        end with an error (and may have been failed over to another channel). Cancelling
+        the call cancels the upstream request.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -43,11 +43,14 @@ class RouterServiceStub:
     CreateChatCompletion: _grpc.UnaryUnaryMultiCallable[_router_pb2.CreateChatCompletionRequest, _router_pb2.CreateChatCompletionResponse]
     """CreateChatCompletion runs a non-streaming chat completion."""
     StreamChatCompletion: _grpc.UnaryStreamMultiCallable[_router_pb2.StreamChatCompletionRequest, _router_pb2.StreamChatCompletionResponse]
-    """StreamChatCompletion runs a streaming chat completion. Each item before the last
-    carries one OpenAI chat.completion.chunk; the last item carries the typed end state.
-    No item is sent before the upstream produced its first chunk, so a failure before
-    that is still reported as a single end item with an error (and may have been failed
-    over). Cancelling the call cancels the upstream request.
+    """StreamChatCompletion runs a streaming chat completion. Each item carries one or
+    more OpenAI chat.completion.chunk objects, in order; the last item also carries the
+    typed end state (and may carry no chunk). The router sends, in one item, every chunk
+    that is ready when the upstream would make it wait, and never delays a ready chunk
+    to wait for more. No item is sent before the upstream produced its first content
+    chunk, so a failure before that is still reported as a single item holding only the
+    end with an error (and may have been failed over to another channel). Cancelling
+    the call cancels the upstream request.
     """
     ListModels: _grpc.UnaryUnaryMultiCallable[_router_pb2.ListModelsRequest, _router_pb2.ListModelsResponse]
     """ListModels returns the models that at least one enabled channel serves."""
@@ -67,11 +70,14 @@ class RouterServiceAsyncStub(RouterServiceStub):
     CreateChatCompletion: _aio.UnaryUnaryMultiCallable[_router_pb2.CreateChatCompletionRequest, _router_pb2.CreateChatCompletionResponse]  # type: ignore[assignment]
     """CreateChatCompletion runs a non-streaming chat completion."""
     StreamChatCompletion: _aio.UnaryStreamMultiCallable[_router_pb2.StreamChatCompletionRequest, _router_pb2.StreamChatCompletionResponse]  # type: ignore[assignment]
-    """StreamChatCompletion runs a streaming chat completion. Each item before the last
-    carries one OpenAI chat.completion.chunk; the last item carries the typed end state.
-    No item is sent before the upstream produced its first chunk, so a failure before
-    that is still reported as a single end item with an error (and may have been failed
-    over). Cancelling the call cancels the upstream request.
+    """StreamChatCompletion runs a streaming chat completion. Each item carries one or
+    more OpenAI chat.completion.chunk objects, in order; the last item also carries the
+    typed end state (and may carry no chunk). The router sends, in one item, every chunk
+    that is ready when the upstream would make it wait, and never delays a ready chunk
+    to wait for more. No item is sent before the upstream produced its first content
+    chunk, so a failure before that is still reported as a single item holding only the
+    end with an error (and may have been failed over to another channel). Cancelling
+    the call cancels the upstream request.
     """
     ListModels: _aio.UnaryUnaryMultiCallable[_router_pb2.ListModelsRequest, _router_pb2.ListModelsResponse]  # type: ignore[assignment]
     """ListModels returns the models that at least one enabled channel serves."""
@@ -100,11 +106,14 @@ class RouterServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _router_pb2.StreamChatCompletionRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_abc.Iterator[_router_pb2.StreamChatCompletionResponse], _abc.AsyncIterator[_router_pb2.StreamChatCompletionResponse]]:
-        """StreamChatCompletion runs a streaming chat completion. Each item before the last
-        carries one OpenAI chat.completion.chunk; the last item carries the typed end state.
-        No item is sent before the upstream produced its first chunk, so a failure before
-        that is still reported as a single end item with an error (and may have been failed
-        over). Cancelling the call cancels the upstream request.
+        """StreamChatCompletion runs a streaming chat completion. Each item carries one or
+        more OpenAI chat.completion.chunk objects, in order; the last item also carries the
+        typed end state (and may carry no chunk). The router sends, in one item, every chunk
+        that is ready when the upstream would make it wait, and never delays a ready chunk
+        to wait for more. No item is sent before the upstream produced its first content
+        chunk, so a failure before that is still reported as a single item holding only the
+        end with an error (and may have been failed over to another channel). Cancelling
+        the call cancels the upstream request.
         """
 
     @_abc_1.abstractmethod

@@ -187,7 +187,16 @@ class Abort:
     code: grpc.StatusCode
 
 
-StreamStep = bytes | router_pb2.StreamEnd | Hang | Pause | Abort
+@dataclass
+class Batch:
+    """A stream step that sends one item carrying several chunks (and maybe the end)."""
+
+    chunks: list[bytes]
+    end: router_pb2.StreamEnd | None = None
+
+
+# A bytes step is an item with one chunk; a StreamEnd step is an item with only the end.
+StreamStep = bytes | router_pb2.StreamEnd | Batch | Hang | Pause | Abort
 
 
 @dataclass
@@ -241,7 +250,9 @@ class FakeRouter(router_pb2_grpc.RouterServiceServicer):
                 elif isinstance(step, Abort):
                     await context.abort(step.code, "router broke at 10.0.0.7")
                 elif isinstance(step, bytes):
-                    yield router_pb2.StreamChatCompletionResponse(chunk=step)
+                    yield router_pb2.StreamChatCompletionResponse(chunks=[step])
+                elif isinstance(step, Batch):
+                    yield router_pb2.StreamChatCompletionResponse(chunks=step.chunks, end=step.end)
                 else:
                     yield router_pb2.StreamChatCompletionResponse(end=step)
         except asyncio.CancelledError:

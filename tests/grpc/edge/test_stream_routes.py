@@ -10,7 +10,7 @@ import orjson
 from apirelay.common.v1 import usage_pb2
 from services.common.tokens import estimate_tokens
 from tests.grpc.edge.conftest import Edge, auth
-from tests.grpc.edge.fakes import MODEL, Abort, Hang, Pause, chunk, end, error
+from tests.grpc.edge.fakes import MODEL, Abort, Batch, Hang, Pause, chunk, end, error
 
 PATH = "/v1/chat/completions"
 BODY = {"model": MODEL, "stream": True, "messages": [{"role": "user", "content": "Say hi"}]}
@@ -128,3 +128,34 @@ async def test_disconnect_mid_stream_cancels_the_router_and_settles_estimated(
     assert edge.fakes.billing.releases == []
     lease, = edge.fakes.ratelimit.releases
     assert (lease.lease_id, lease.actual_tokens) == ("d-1", expected)
+
+
+async def test_a_multi_chunk_item_is_relayed_in_order_with_its_end(edge: Edge) -> None:
+    edge.fakes.router.script = [Batch([chunk("Hel"), chunk("lo"), chunk("!", "stop")], end())]
+    response = await edge.client.post(PATH, json=BODY, headers=auth())
+    assert await response.read() == (
+        event(chunk("Hel")) + event(chunk("lo")) + event(chunk("!", "stop")) + b"data: [DONE]\n\n"
+    )
+    await edge.settled()
+    settle, = edge.fakes.billing.settles
+    assert settle.usage.total_tokens == 18
+
+
+async def test_multi_chunk_items_with_pings_between_and_an_in_band_error(edge: Edge) -> None:
+    edge.fakes.router.script = [
+        Batch([chunk("a"), chunk("b")]), Pause(0.2),
+        Batch([chunk("c"), chunk("d")], end(error(502, "server_error", "", "dropped"),
+                                             usage_pb2.Usage())),
+    ]
+    response = await edge.client.post(PATH, json=BODY, headers=auth())
+    body = await response.read()
+    first, _, rest = body.partition(b": ping\n\n")
+    assert first == event(chunk("a")) + event(chunk("b"))  # pings only after a quiet spell
+    in_band = orjson.dumps({"error": {"message": "dropped", "type": "server_error",
+                                      "param": None, "code": None}})
+    assert rest.replace(b": ping\n\n", b"") == (
+        event(chunk("c")) + event(chunk("d")) + event(in_band) + b"data: [DONE]\n\n"
+    )
+    await edge.settled()
+    settle, = edge.fakes.billing.settles
+    assert settle.usage.completion_tokens == estimate_tokens("abcd")

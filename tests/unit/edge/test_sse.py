@@ -41,3 +41,16 @@ async def test_writer_bytes_and_headers() -> None:
             b'data: {"error":{"message":"boom","type":"server_error","param":null,"code":null}}\n\n'
             b"data: [DONE]\n\n"
         )
+
+
+async def test_send_many_frames_every_chunk_in_one_write() -> None:
+    writes: list[bytes] = []
+
+    class Recorder:
+        async def write(self, data: bytes) -> None:
+            writes.append(data)
+
+    writer = SSEWriter()
+    writer.response = Recorder()  # type: ignore[assignment]
+    await writer.send_many([b'{"n":1}', b"a\nb"])
+    assert writes == [b'data: {"n":1}\n\ndata: a\ndata: b\n\n']
