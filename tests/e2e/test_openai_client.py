@@ -40,12 +40,19 @@ class Env:
 
     def __init__(self, stack: Stack, fake: FakeOpenAI) -> None:
         self.stack, self.fake = stack, fake
+        self.clients: list[openai.AsyncOpenAI] = []
+
+    def sdk(self, secret: str) -> openai.AsyncOpenAI:
+        """An SDK client for `secret`, closed when the module's tests end."""
+        client = openai.AsyncOpenAI(base_url=self.stack.base_url, api_key=secret, max_retries=0)
+        self.clients.append(client)
+        return client
 
     async def client(self, credit: int = CREDIT, **limits: int) -> tuple[openai.AsyncOpenAI, str]:
         """A client with a fresh account and key; returns (client, account_id)."""
         account = await self.stack.account(credit)
         _, secret = await self.stack.key(account, **limits)
-        return openai.AsyncOpenAI(base_url=self.stack.base_url, api_key=secret, max_retries=0), account
+        return self.sdk(secret), account
 
     async def settled_balance(self, account: str, expected: int) -> tuple[int, int]:
         """(balance, held) once settlement has landed (it runs after the response)."""
@@ -66,9 +73,12 @@ async def env(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Env]:
     config = tmp / "apirelay.yaml"
     config.write_text(CONFIG.format(base=f"http://127.0.0.1:{fake_server.port}", env=UPSTREAM_KEY_ENV))
     stack = await start_stack(tmp / "home", config, {"EDGE_AUTH_CACHE_TTL_S": "0.2"})
+    env = Env(stack, fake)
     try:
-        yield Env(stack, fake)
+        yield env
     finally:
+        for client in env.clients:
+            await client.close()
         await stack.close()
         await fake_server.close()
 
@@ -129,14 +139,14 @@ async def test_missing_key_is_401(env: Env) -> None:
 
 
 async def test_unknown_and_revoked_keys_are_401(env: Env) -> None:
-    bad = openai.AsyncOpenAI(base_url=env.stack.base_url, api_key="sk-nope", max_retries=0)
+    bad = env.sdk("sk-nope")
     with pytest.raises(openai.AuthenticationError) as info:
         await bad.chat.completions.create(model="demo", messages=USER)
     assert info.value.code == "invalid_api_key"
 
     account = await env.stack.account(CREDIT)
     key_id, secret = await env.stack.key(account)
-    good = openai.AsyncOpenAI(base_url=env.stack.base_url, api_key=secret, max_retries=0)
+    good = env.sdk(secret)
     await good.chat.completions.create(model="demo", messages=USER)
     from apirelay.auth.v1 import auth_pb2
 
@@ -166,7 +176,7 @@ async def test_malformed_json_and_missing_fields_are_400(env: Env) -> None:
                                   json={"model": "demo"}, headers=headers)
     assert broken.status_code == 400 and broken.json()["error"]["type"] == "invalid_request_error"
     assert missing.status_code == 400 and missing.json()["error"]["param"] == "messages"
-    client = openai.AsyncOpenAI(base_url=env.stack.base_url, api_key=secret, max_retries=0)
+    client = env.sdk(secret)
     with pytest.raises(openai.BadRequestError) as info:
         await client.chat.completions.create(model="demo", messages=USER, max_tokens=-5)
     assert info.value.param == "max_tokens"
@@ -214,7 +224,7 @@ async def test_unpriced_model_is_refused(env: Env) -> None:
 async def test_model_outside_the_key_is_403(env: Env) -> None:
     account = await env.stack.account(CREDIT)
     secret = await env.stack.key_for_models(account, ["counted"])
-    client = openai.AsyncOpenAI(base_url=env.stack.base_url, api_key=secret, max_retries=0)
+    client = env.sdk(secret)
     with pytest.raises(openai.PermissionDeniedError) as info:
         await client.chat.completions.create(model="demo", messages=USER)
     assert info.value.code == "model_not_allowed"
