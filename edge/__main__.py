@@ -7,15 +7,17 @@ from aiohttp import web
 from edge.app import create_app
 from edge.config import Settings
 from services.common.logging import configure_logging
-from services.common.runner import new_event_loop
+from services.common.runner import new_event_loop, tune_gc
 
 
 def main() -> None:
     """Serve until SIGTERM/SIGINT, then drain within EDGE_SHUTDOWN_GRACE_S."""
     settings = Settings.from_env()
     configure_logging("edge", settings.log_level)
+    app = create_app(settings)
+    tune_gc()
     web.run_app(
-        create_app(settings),
+        app,
         host=settings.host,
         port=settings.port,
         handler_cancellation=True,

@@ -16,6 +16,7 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
 
+from services.billing.checkpoint import WalCheckpointer
 from services.billing.models import Base
 from services.billing.runner import AsyncEngineRunner, SqliteRunner, TransactionRunner
 
@@ -29,7 +30,10 @@ def open_database(url: str) -> TransactionRunner:
     """The transaction runner for `url`; a SQLite file's folder is created if missing."""
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
-        return SqliteRunner(_open_sqlite(parsed))
+        engine = _open_sqlite(parsed)
+        file = parsed.database if parsed.database not in (None, "", ":memory:") else None
+        checkpointer = WalCheckpointer(str(Path(file).expanduser())) if file else None
+        return SqliteRunner(engine, checkpointer)
     return AsyncEngineRunner(open_async_engine(url))
 
 
@@ -64,4 +68,6 @@ def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
     # committed transaction survives a crash of this process, but a power loss or OS
     # crash may lose the last commits (the database is never corrupted).
     cursor.execute("PRAGMA synchronous=NORMAL")
+    # Checkpoints run on a thread of their own (checkpoint.py), not inside a commit.
+    cursor.execute("PRAGMA wal_autocheckpoint=0")
     cursor.close()

@@ -24,6 +24,8 @@ from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from services.billing.checkpoint import WalCheckpointer
+
 P = ParamSpec("P")
 T = TypeVar("T")
 
@@ -65,10 +67,13 @@ class TransactionRunner(Protocol):
 class SqliteRunner:
     """SQLite: one connection on the loop's thread; a transaction never awaits midway."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, checkpointer: WalCheckpointer | None = None) -> None:
         self._engine = engine
         # Opened, used and closed on the event loop's thread only (sqlite3 checks that too).
         self._conn: Connection | None = None
+        self._checkpointer = checkpointer
+        if checkpointer is not None:
+            checkpointer.start()
         self._closed = False
 
     @property
@@ -94,6 +99,8 @@ class SqliteRunner:
             return
         self._closed = True
         self._disconnect()
+        if self._checkpointer is not None:
+            self._checkpointer.stop()
 
     async def _submit(self, begin: str, call: Callable[[Connection], T]) -> T:
         # Synchronous on purpose: nothing can interleave inside a transaction, and a
