@@ -12,6 +12,7 @@ import openai
 import pytest
 import pytest_asyncio
 
+from services.common.tokens import estimate_tokens
 from tests.e2e.fake_openai import FakeOpenAI, start_fake_openai
 from tests.e2e.stack import Stack, start_stack
 
@@ -28,9 +29,11 @@ models:
   - {{id: counted, max_output_tokens: 64, price: {{prompt: 1000, completion: 2000}}}}
   - {{id: slow, max_output_tokens: 64, price: {{prompt: 1, completion: 1}}}}
   - {{id: unpriced, max_output_tokens: 64}}
+  - {{id: paced, max_output_tokens: 64, price: {{prompt: 150, completion: 600}}}}
 channels:
   - {{name: mock, type: mock, models: [demo, unpriced]}}
   - {{name: slowmock, type: mock, models: [slow], mock: {{first_token_delay_ms: 500}}}}
+  - {{name: pacedmock, type: mock, models: [paced], mock: {{tokens_per_second: 20}}}}
   - {{name: fake, type: openai, base_url: "{base}/v1", api_key_env: {env}, models: [counted]}}
 """
 
@@ -237,3 +240,64 @@ async def test_request_id_is_echoed_or_made(env: Env) -> None:
     assert given.headers["x-request-id"] == "trace-42"
     assert made.status_code == 404 and made.headers["x-request-id"]
     assert made.json()["error"]["type"]
+
+
+FULL_REPLY_TOKENS = 11  # the mock's default reply, one token per word-ish piece
+
+
+async def _charged_when_settled(env: Env, account: str) -> int:
+    wallet = await env.stack.wallet(account)
+    for _ in range(150):
+        if wallet.held_nanos == 0 and wallet.balance_nanos < CREDIT:
+            break
+        await asyncio.sleep(0.02)
+        wallet = await env.stack.wallet(account)
+    assert wallet.held_nanos == 0
+    return CREDIT - wallet.balance_nanos
+
+
+async def test_cut_stream_bills_what_was_delivered(env: Env) -> None:
+    client, account = await env.client()
+    text = "Cut me short [[mock:cut:3]]"
+    stream = await client.chat.completions.create(
+        model="demo", messages=[{"role": "user", "content": text}], stream=True)
+    pieces: list[str] = []
+    with pytest.raises(openai.APIError):
+        async for chunk in stream:
+            if chunk.choices and chunk.choices[0].delta.content:
+                pieces.append(chunk.choices[0].delta.content)
+    assert len(pieces) == 3
+    charged = await _charged_when_settled(env, account)
+    prompt_cost = estimate_tokens(text) * 150
+    # Never 0, never the whole hold: the prompt plus what was delivered.
+    assert prompt_cost + 3 * 600 <= charged < prompt_cost + FULL_REPLY_TOKENS * 600
+
+
+async def test_client_disconnect_bills_delivered_and_frees_the_slot(env: Env) -> None:
+    account = await env.stack.account(CREDIT)
+    _, secret = await env.stack.key(account, concurrency=1)
+    body = {"model": "paced", "stream": True, "messages": USER}
+    headers = {"authorization": f"Bearer {secret}"}
+    async with httpx.AsyncClient(timeout=10) as http:
+        async with http.stream("POST", env.stack.base_url + "/chat/completions", json=body,
+                               headers=headers) as response:
+            assert response.status_code == 200
+            contents = 0
+            async for line in response.aiter_lines():
+                contents += '"content":"' in line and '"content":""' not in line
+                if contents == 2:
+                    break  # leaving the block closes the connection mid-stream
+    charged = await _charged_when_settled(env, account)
+    # The edge's prompt estimate: 3 for the reply priming, 4 per message, plus the text.
+    prompt_cost = 150 * (3 + 4 + estimate_tokens(USER[0]["content"]))
+    hold = prompt_cost + 64 * 600
+    assert prompt_cost + 2 * 600 <= charged < prompt_cost + FULL_REPLY_TOKENS * 600 < hold
+    client = env.sdk(secret)
+    for _ in range(50):  # the lease is released in the background
+        try:
+            await client.chat.completions.create(model="demo", messages=USER)
+            break
+        except openai.RateLimitError:
+            await asyncio.sleep(0.05)
+    else:
+        pytest.fail("the concurrency slot was never released after the disconnect")
