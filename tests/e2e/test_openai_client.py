@@ -278,15 +278,17 @@ async def test_client_disconnect_bills_delivered_and_frees_the_slot(env: Env) ->
     _, secret = await env.stack.key(account, concurrency=1)
     body = {"model": "paced", "stream": True, "messages": USER}
     headers = {"authorization": f"Bearer {secret}"}
-    async with httpx.AsyncClient(timeout=10) as http:
-        async with http.stream("POST", env.stack.base_url + "/chat/completions", json=body,
-                               headers=headers) as response:
-            assert response.status_code == 200
-            contents = 0
-            async for line in response.aiter_lines():
-                contents += '"content":"' in line and '"content":""' not in line
-                if contents == 2:
-                    break  # leaving the block closes the connection mid-stream
+    url = env.stack.base_url + "/chat/completions"
+    async with (
+        httpx.AsyncClient(timeout=10) as http,
+        http.stream("POST", url, json=body, headers=headers) as response,
+    ):
+        assert response.status_code == 200
+        contents = 0
+        async for line in response.aiter_lines():
+            contents += '"content":"' in line and '"content":""' not in line
+            if contents == 2:
+                break  # leaving the block closes the connection mid-stream
     charged = await _charged_when_settled(env, account)
     # The edge's prompt estimate: 3 for the reply priming, 4 per message, plus the text.
     prompt_cost = 150 * (3 + 4 + estimate_tokens(USER[0]["content"]))
