@@ -4,8 +4,10 @@ isort:skip_file
 """
 
 from apirelay.common.v1 import usage_pb2 as _usage_pb2
+from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
+from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 import builtins as _builtins
 import sys
@@ -455,3 +457,187 @@ class GetPriceResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___GetPriceResponse: _TypeAlias = GetPriceResponse  # noqa: Y015
+
+@_typing.final
+class ItemStatus(_message.Message):
+    """ItemStatus is the status of one item of a batch call: code 0 (OK) when it was
+    processed, else the gRPC status code the single-item RPC would have failed with.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CODE_FIELD_NUMBER: _builtins.int
+    MESSAGE_FIELD_NUMBER: _builtins.int
+    code: _builtins.int
+    """A google.rpc.Code value; 0 means OK."""
+    message: _builtins.str
+    """A message safe to log; empty when OK."""
+    def __init__(
+        self,
+        *,
+        code: _builtins.int = ...,
+        message: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["code", b"code", "message", b"message"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ItemStatus: _TypeAlias = ItemStatus  # noqa: Y015
+
+@_typing.final
+class ReserveCreditsRequest(_message.Message):
+    """ReserveCreditsRequest carries the reservations of several requests."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RESERVATIONS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def reservations(self) -> _containers.RepeatedCompositeFieldContainer[Global___ReserveCreditRequest]:
+        """The reservations, decided in this order."""
+
+    def __init__(
+        self,
+        *,
+        reservations: _abc.Iterable[Global___ReserveCreditRequest] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["reservations", b"reservations"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReserveCreditsRequest: _TypeAlias = ReserveCreditsRequest  # noqa: Y015
+
+@_typing.final
+class ReserveCreditsResponse(_message.Message):
+    """ReserveCreditsResponse carries one result per reservation, in the request's order."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RESULTS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def results(self) -> _containers.RepeatedCompositeFieldContainer[Global___ReserveCreditResult]:
+        """The results."""
+
+    def __init__(
+        self,
+        *,
+        results: _abc.Iterable[Global___ReserveCreditResult] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["results", b"results"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReserveCreditsResponse: _TypeAlias = ReserveCreditsResponse  # noqa: Y015
+
+@_typing.final
+class ReserveCreditResult(_message.Message):
+    """ReserveCreditResult is the outcome of one reservation of a batch."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STATUS_FIELD_NUMBER: _builtins.int
+    RESPONSE_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def status(self) -> Global___ItemStatus:
+        """OK, or why this item was not processed (for example INVALID_ARGUMENT)."""
+
+    @_builtins.property
+    def response(self) -> Global___ReserveCreditResponse:
+        """The decision, when status is OK."""
+
+    def __init__(
+        self,
+        *,
+        status: Global___ItemStatus | None = ...,
+        response: Global___ReserveCreditResponse | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["response", b"response", "status", b"status"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["response", b"response", "status", b"status"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReserveCreditResult: _TypeAlias = ReserveCreditResult  # noqa: Y015
+
+@_typing.final
+class SettleCreditsRequest(_message.Message):
+    """SettleCreditsRequest carries the settlements of several requests."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SETTLEMENTS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def settlements(self) -> _containers.RepeatedCompositeFieldContainer[Global___SettleCreditRequest]:
+        """The settlements, applied in this order."""
+
+    def __init__(
+        self,
+        *,
+        settlements: _abc.Iterable[Global___SettleCreditRequest] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["settlements", b"settlements"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SettleCreditsRequest: _TypeAlias = SettleCreditsRequest  # noqa: Y015
+
+@_typing.final
+class SettleCreditsResponse(_message.Message):
+    """SettleCreditsResponse carries one result per settlement, in the request's order."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RESULTS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def results(self) -> _containers.RepeatedCompositeFieldContainer[Global___SettleCreditResult]:
+        """The results."""
+
+    def __init__(
+        self,
+        *,
+        results: _abc.Iterable[Global___SettleCreditResult] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["results", b"results"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SettleCreditsResponse: _TypeAlias = SettleCreditsResponse  # noqa: Y015
+
+@_typing.final
+class SettleCreditResult(_message.Message):
+    """SettleCreditResult is the outcome of one settlement of a batch."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STATUS_FIELD_NUMBER: _builtins.int
+    RESPONSE_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def status(self) -> Global___ItemStatus:
+        """OK, or why this item was not processed (NOT_FOUND for an unknown hold, ...)."""
+
+    @_builtins.property
+    def response(self) -> Global___SettleCreditResponse:
+        """The charge, when status is OK."""
+
+    def __init__(
+        self,
+        *,
+        status: Global___ItemStatus | None = ...,
+        response: Global___SettleCreditResponse | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["response", b"response", "status", b"status"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["response", b"response", "status", b"status"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SettleCreditResult: _TypeAlias = SettleCreditResult  # noqa: Y015

@@ -53,6 +53,16 @@ class BillingServiceStub:
                 request_serializer=apirelay_dot_billing_dot_v1_dot_billing__pb2.ReleaseCreditRequest.SerializeToString,
                 response_deserializer=apirelay_dot_billing_dot_v1_dot_billing__pb2.ReleaseCreditResponse.FromString,
                 _registered_method=True)
+        self.ReserveCredits = channel.unary_unary(
+                '/apirelay.billing.v1.BillingService/ReserveCredits',
+                request_serializer=apirelay_dot_billing_dot_v1_dot_billing__pb2.ReserveCreditsRequest.SerializeToString,
+                response_deserializer=apirelay_dot_billing_dot_v1_dot_billing__pb2.ReserveCreditsResponse.FromString,
+                _registered_method=True)
+        self.SettleCredits = channel.unary_unary(
+                '/apirelay.billing.v1.BillingService/SettleCredits',
+                request_serializer=apirelay_dot_billing_dot_v1_dot_billing__pb2.SettleCreditsRequest.SerializeToString,
+                response_deserializer=apirelay_dot_billing_dot_v1_dot_billing__pb2.SettleCreditsResponse.FromString,
+                _registered_method=True)
         self.AddCredit = channel.unary_unary(
                 '/apirelay.billing.v1.BillingService/AddCredit',
                 request_serializer=apirelay_dot_billing_dot_v1_dot_billing__pb2.AddCreditRequest.SerializeToString,
@@ -102,6 +112,22 @@ class BillingServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ReserveCredits(self, request, context):
+        """ReserveCredits is ReserveCredit for many requests in one call (a gateway under load
+        batches its admissions). Each item is decided on its own, in order, exactly as by
+        ReserveCredit; an item that ReserveCredit would fail is reported in its result.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SettleCredits(self, request, context):
+        """SettleCredits is SettleCredit for many requests in one call, each exactly once.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def AddCredit(self, request, context):
         """AddCredit adds funds to an account's wallet, creating the wallet if needed.
         Idempotent by reference when one is given.
@@ -141,6 +167,16 @@ def add_BillingServiceServicer_to_server(servicer, server):
                     servicer.ReleaseCredit,
                     request_deserializer=apirelay_dot_billing_dot_v1_dot_billing__pb2.ReleaseCreditRequest.FromString,
                     response_serializer=apirelay_dot_billing_dot_v1_dot_billing__pb2.ReleaseCreditResponse.SerializeToString,
+            ),
+            'ReserveCredits': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReserveCredits,
+                    request_deserializer=apirelay_dot_billing_dot_v1_dot_billing__pb2.ReserveCreditsRequest.FromString,
+                    response_serializer=apirelay_dot_billing_dot_v1_dot_billing__pb2.ReserveCreditsResponse.SerializeToString,
+            ),
+            'SettleCredits': grpc.unary_unary_rpc_method_handler(
+                    servicer.SettleCredits,
+                    request_deserializer=apirelay_dot_billing_dot_v1_dot_billing__pb2.SettleCreditsRequest.FromString,
+                    response_serializer=apirelay_dot_billing_dot_v1_dot_billing__pb2.SettleCreditsResponse.SerializeToString,
             ),
             'AddCredit': grpc.unary_unary_rpc_method_handler(
                     servicer.AddCredit,
@@ -243,6 +279,60 @@ class BillingService:
             '/apirelay.billing.v1.BillingService/ReleaseCredit',
             apirelay_dot_billing_dot_v1_dot_billing__pb2.ReleaseCreditRequest.SerializeToString,
             apirelay_dot_billing_dot_v1_dot_billing__pb2.ReleaseCreditResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReserveCredits(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/apirelay.billing.v1.BillingService/ReserveCredits',
+            apirelay_dot_billing_dot_v1_dot_billing__pb2.ReserveCreditsRequest.SerializeToString,
+            apirelay_dot_billing_dot_v1_dot_billing__pb2.ReserveCreditsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SettleCredits(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/apirelay.billing.v1.BillingService/SettleCredits',
+            apirelay_dot_billing_dot_v1_dot_billing__pb2.SettleCreditsRequest.SerializeToString,
+            apirelay_dot_billing_dot_v1_dot_billing__pb2.SettleCreditsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -50,6 +50,13 @@ class BillingServiceStub:
     """ReleaseCredit drops a hold without charging (the request failed before any usage).
     Idempotent; releasing a settled request changes nothing.
     """
+    ReserveCredits: _grpc.UnaryUnaryMultiCallable[_billing_pb2.ReserveCreditsRequest, _billing_pb2.ReserveCreditsResponse]
+    """ReserveCredits is ReserveCredit for many requests in one call (a gateway under load
+    batches its admissions). Each item is decided on its own, in order, exactly as by
+    ReserveCredit; an item that ReserveCredit would fail is reported in its result.
+    """
+    SettleCredits: _grpc.UnaryUnaryMultiCallable[_billing_pb2.SettleCreditsRequest, _billing_pb2.SettleCreditsResponse]
+    """SettleCredits is SettleCredit for many requests in one call, each exactly once."""
     AddCredit: _grpc.UnaryUnaryMultiCallable[_billing_pb2.AddCreditRequest, _billing_pb2.AddCreditResponse]
     """AddCredit adds funds to an account's wallet, creating the wallet if needed.
     Idempotent by reference when one is given.
@@ -81,6 +88,13 @@ class BillingServiceAsyncStub(BillingServiceStub):
     """ReleaseCredit drops a hold without charging (the request failed before any usage).
     Idempotent; releasing a settled request changes nothing.
     """
+    ReserveCredits: _aio.UnaryUnaryMultiCallable[_billing_pb2.ReserveCreditsRequest, _billing_pb2.ReserveCreditsResponse]  # type: ignore[assignment]
+    """ReserveCredits is ReserveCredit for many requests in one call (a gateway under load
+    batches its admissions). Each item is decided on its own, in order, exactly as by
+    ReserveCredit; an item that ReserveCredit would fail is reported in its result.
+    """
+    SettleCredits: _aio.UnaryUnaryMultiCallable[_billing_pb2.SettleCreditsRequest, _billing_pb2.SettleCreditsResponse]  # type: ignore[assignment]
+    """SettleCredits is SettleCredit for many requests in one call, each exactly once."""
     AddCredit: _aio.UnaryUnaryMultiCallable[_billing_pb2.AddCreditRequest, _billing_pb2.AddCreditResponse]  # type: ignore[assignment]
     """AddCredit adds funds to an account's wallet, creating the wallet if needed.
     Idempotent by reference when one is given.
@@ -127,6 +141,25 @@ class BillingServiceServicer(metaclass=_abc_1.ABCMeta):
         """ReleaseCredit drops a hold without charging (the request failed before any usage).
         Idempotent; releasing a settled request changes nothing.
         """
+
+    @_abc_1.abstractmethod
+    def ReserveCredits(
+        self,
+        request: _billing_pb2.ReserveCreditsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_billing_pb2.ReserveCreditsResponse, _abc.Awaitable[_billing_pb2.ReserveCreditsResponse]]:
+        """ReserveCredits is ReserveCredit for many requests in one call (a gateway under load
+        batches its admissions). Each item is decided on its own, in order, exactly as by
+        ReserveCredit; an item that ReserveCredit would fail is reported in its result.
+        """
+
+    @_abc_1.abstractmethod
+    def SettleCredits(
+        self,
+        request: _billing_pb2.SettleCreditsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_billing_pb2.SettleCreditsResponse, _abc.Awaitable[_billing_pb2.SettleCreditsResponse]]:
+        """SettleCredits is SettleCredit for many requests in one call, each exactly once."""
 
     @_abc_1.abstractmethod
     def AddCredit(

@@ -48,6 +48,16 @@ class RateLimitServiceStub:
                 request_serializer=apirelay_dot_ratelimit_dot_v1_dot_ratelimit__pb2.ReleaseLeaseRequest.SerializeToString,
                 response_deserializer=apirelay_dot_ratelimit_dot_v1_dot_ratelimit__pb2.ReleaseLeaseResponse.FromString,
                 _registered_method=True)
+        self.AcquireLeases = channel.unary_unary(
+                '/apirelay.ratelimit.v1.RateLimitService/AcquireLeases',
+                request_serializer=apirelay_dot_ratelimit_dot_v1_dot_ratelimit__pb2.AcquireLeasesRequest.SerializeToString,
+                response_deserializer=apirelay_dot_ratelimit_dot_v1_dot_ratelimit__pb2.AcquireLeasesResponse.FromString,
+                _registered_method=True)
+        self.ReleaseLeases = channel.unary_unary(
+                '/apirelay.ratelimit.v1.RateLimitService/ReleaseLeases',
+                request_serializer=apirelay_dot_ratelimit_dot_v1_dot_ratelimit__pb2.ReleaseLeasesRequest.SerializeToString,
+                response_deserializer=apirelay_dot_ratelimit_dot_v1_dot_ratelimit__pb2.ReleaseLeasesResponse.FromString,
+                _registered_method=True)
 
 
 class RateLimitServiceServicer:
@@ -74,6 +84,22 @@ class RateLimitServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def AcquireLeases(self, request, context):
+        """AcquireLeases is AcquireLease for many requests in one call (a gateway under load
+        batches its admissions). Each lease is decided on its own, in order, exactly as by
+        AcquireLease; an invalid item is reported in its result, not as the call's status.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ReleaseLeases(self, request, context):
+        """ReleaseLeases is ReleaseLease for many leases in one call.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_RateLimitServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -86,6 +112,16 @@ def add_RateLimitServiceServicer_to_server(servicer, server):
                     servicer.ReleaseLease,
                     request_deserializer=apirelay_dot_ratelimit_dot_v1_dot_ratelimit__pb2.ReleaseLeaseRequest.FromString,
                     response_serializer=apirelay_dot_ratelimit_dot_v1_dot_ratelimit__pb2.ReleaseLeaseResponse.SerializeToString,
+            ),
+            'AcquireLeases': grpc.unary_unary_rpc_method_handler(
+                    servicer.AcquireLeases,
+                    request_deserializer=apirelay_dot_ratelimit_dot_v1_dot_ratelimit__pb2.AcquireLeasesRequest.FromString,
+                    response_serializer=apirelay_dot_ratelimit_dot_v1_dot_ratelimit__pb2.AcquireLeasesResponse.SerializeToString,
+            ),
+            'ReleaseLeases': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReleaseLeases,
+                    request_deserializer=apirelay_dot_ratelimit_dot_v1_dot_ratelimit__pb2.ReleaseLeasesRequest.FromString,
+                    response_serializer=apirelay_dot_ratelimit_dot_v1_dot_ratelimit__pb2.ReleaseLeasesResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -146,6 +182,60 @@ class RateLimitService:
             '/apirelay.ratelimit.v1.RateLimitService/ReleaseLease',
             apirelay_dot_ratelimit_dot_v1_dot_ratelimit__pb2.ReleaseLeaseRequest.SerializeToString,
             apirelay_dot_ratelimit_dot_v1_dot_ratelimit__pb2.ReleaseLeaseResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AcquireLeases(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/apirelay.ratelimit.v1.RateLimitService/AcquireLeases',
+            apirelay_dot_ratelimit_dot_v1_dot_ratelimit__pb2.AcquireLeasesRequest.SerializeToString,
+            apirelay_dot_ratelimit_dot_v1_dot_ratelimit__pb2.AcquireLeasesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReleaseLeases(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/apirelay.ratelimit.v1.RateLimitService/ReleaseLeases',
+            apirelay_dot_ratelimit_dot_v1_dot_ratelimit__pb2.ReleaseLeasesRequest.SerializeToString,
+            apirelay_dot_ratelimit_dot_v1_dot_ratelimit__pb2.ReleaseLeasesResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -46,6 +46,13 @@ class RateLimitServiceStub:
     """ReleaseLease frees the concurrency slot of a lease and reconciles its token
     estimate with the actual tokens. Releasing an unknown or released lease is a no-op.
     """
+    AcquireLeases: _grpc.UnaryUnaryMultiCallable[_ratelimit_pb2.AcquireLeasesRequest, _ratelimit_pb2.AcquireLeasesResponse]
+    """AcquireLeases is AcquireLease for many requests in one call (a gateway under load
+    batches its admissions). Each lease is decided on its own, in order, exactly as by
+    AcquireLease; an invalid item is reported in its result, not as the call's status.
+    """
+    ReleaseLeases: _grpc.UnaryUnaryMultiCallable[_ratelimit_pb2.ReleaseLeasesRequest, _ratelimit_pb2.ReleaseLeasesResponse]
+    """ReleaseLeases is ReleaseLease for many leases in one call."""
 
 @_typing.type_check_only
 class RateLimitServiceAsyncStub(RateLimitServiceStub):
@@ -65,6 +72,13 @@ class RateLimitServiceAsyncStub(RateLimitServiceStub):
     """ReleaseLease frees the concurrency slot of a lease and reconciles its token
     estimate with the actual tokens. Releasing an unknown or released lease is a no-op.
     """
+    AcquireLeases: _aio.UnaryUnaryMultiCallable[_ratelimit_pb2.AcquireLeasesRequest, _ratelimit_pb2.AcquireLeasesResponse]  # type: ignore[assignment]
+    """AcquireLeases is AcquireLease for many requests in one call (a gateway under load
+    batches its admissions). Each lease is decided on its own, in order, exactly as by
+    AcquireLease; an invalid item is reported in its result, not as the call's status.
+    """
+    ReleaseLeases: _aio.UnaryUnaryMultiCallable[_ratelimit_pb2.ReleaseLeasesRequest, _ratelimit_pb2.ReleaseLeasesResponse]  # type: ignore[assignment]
+    """ReleaseLeases is ReleaseLease for many leases in one call."""
 
 class RateLimitServiceServicer(metaclass=_abc_1.ABCMeta):
     """RateLimitService decides whether a caller may spend capacity now. One AcquireLease
@@ -93,5 +107,24 @@ class RateLimitServiceServicer(metaclass=_abc_1.ABCMeta):
         """ReleaseLease frees the concurrency slot of a lease and reconciles its token
         estimate with the actual tokens. Releasing an unknown or released lease is a no-op.
         """
+
+    @_abc_1.abstractmethod
+    def AcquireLeases(
+        self,
+        request: _ratelimit_pb2.AcquireLeasesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_ratelimit_pb2.AcquireLeasesResponse, _abc.Awaitable[_ratelimit_pb2.AcquireLeasesResponse]]:
+        """AcquireLeases is AcquireLease for many requests in one call (a gateway under load
+        batches its admissions). Each lease is decided on its own, in order, exactly as by
+        AcquireLease; an invalid item is reported in its result, not as the call's status.
+        """
+
+    @_abc_1.abstractmethod
+    def ReleaseLeases(
+        self,
+        request: _ratelimit_pb2.ReleaseLeasesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_ratelimit_pb2.ReleaseLeasesResponse, _abc.Awaitable[_ratelimit_pb2.ReleaseLeasesResponse]]:
+        """ReleaseLeases is ReleaseLease for many leases in one call."""
 
 def add_RateLimitServiceServicer_to_server(servicer: RateLimitServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
