@@ -40,11 +40,14 @@ async def admit(
     reserve = clients.billing.reserve(
         request_id, principal, model, estimate.prompt_tokens, estimate.max_completion_tokens
     )
+    both = asyncio.gather(acquire, reserve, return_exceptions=True)
     try:
-        lease, hold = await asyncio.gather(acquire, reserve, return_exceptions=True)
+        lease, hold = await asyncio.shield(both)
     except asyncio.CancelledError:
+        # The calls go on (a batched item is sent anyway): undo only once they have
+        # answered, or a release could overtake a still-queued acquire or reserve.
         settler.undo(request_id, principal.key_id, hold=True,
-                     lease=not principal.limits.unlimited)
+                     lease=not principal.limits.unlimited, after=both)
         raise
     error = _refusal(lease, hold, model)
     if error is None and isinstance(lease, Lease):

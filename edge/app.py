@@ -9,7 +9,14 @@ from aiohttp import web
 
 from edge.auth import Authenticator, PrincipalCache
 from edge.catalog import ModelCatalog
-from edge.clients import AuthClient, BillingClient, Clients, RateLimitClient, RouterClient
+from edge.clients import (
+    AuthClient,
+    BatchLimits,
+    BillingClient,
+    Clients,
+    RateLimitClient,
+    RouterClient,
+)
 from edge.config import Settings
 from edge.keys import (
     AUTHENTICATOR,
@@ -57,10 +64,11 @@ def open_clients(settings: Settings) -> Clients:
         ("router", open_channel(settings.router_addr)),
     )
     by_name = dict(channels)
+    limits = BatchLimits(settings.batch_max_in_flight, settings.batch_max_items)
     return Clients(
         auth=AuthClient(by_name["auth"], timeout),
-        ratelimit=RateLimitClient(by_name["ratelimit"], timeout),
-        billing=BillingClient(by_name["billing"], timeout),
+        ratelimit=RateLimitClient(by_name["ratelimit"], timeout, limits),
+        billing=BillingClient(by_name["billing"], timeout, limits),
         router=RouterClient(by_name["router"], timeout),
         channels=channels,
     )

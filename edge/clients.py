@@ -2,14 +2,19 @@
 
 Every call carries a deadline and the request id as `x-request-id` metadata, and a
 failed call is converted here, once, from `grpc.aio.AioRpcError` into UpstreamError.
+The hot-path calls (lease acquire and release, credit reserve and settle) go through
+Batchers to the batch RPCs: a batch call carries its first item's request id (each
+item carries its own), and an item's failure becomes the UpstreamError the single RPC
+would have raised.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from types import MappingProxyType
+from typing import Any, Protocol, TypeVar
 
 import grpc
 
@@ -18,6 +23,7 @@ from apirelay.billing.v1 import billing_pb2, billing_pb2_grpc
 from apirelay.ratelimit.v1 import ratelimit_pb2, ratelimit_pb2_grpc
 from apirelay.router.v1 import router_pb2, router_pb2_grpc
 from edge import translate
+from edge.batching import DEFAULT_MAX_BATCH, DEFAULT_MAX_IN_FLIGHT, Batcher
 from edge.domain import (
     AuthOutcome,
     Completion,
@@ -33,7 +39,39 @@ from edge.errors import UpstreamError
 from services.common.context import REQUEST_ID_HEADER
 
 T = TypeVar("T")
+M = TypeVar("M")
+M_co = TypeVar("M_co", covariant=True)
 Metadata = tuple[tuple[str, str], ...]
+
+_CODES = MappingProxyType({code.value[0]: code for code in grpc.StatusCode})
+
+
+@dataclass(frozen=True, slots=True)
+class BatchLimits:
+    """How far a client's Batchers may go: calls in flight at once, items per call."""
+
+    max_in_flight: int = DEFAULT_MAX_IN_FLIGHT
+    max_batch: int = DEFAULT_MAX_BATCH
+
+
+@dataclass(frozen=True, slots=True)
+class _TaggedRelease:
+    """A lease release with the request id it is sent for."""
+
+    request_id: str
+    message: ratelimit_pb2.ReleaseLeaseRequest
+
+
+class _ItemStatus(Protocol):
+    code: int
+    message: str
+
+
+class _ItemResult(Protocol[M_co]):
+    @property
+    def status(self) -> _ItemStatus: ...
+    @property
+    def response(self) -> M_co: ...
 
 
 def _metadata(request_id: str) -> Metadata:
@@ -45,6 +83,24 @@ async def _unary(service: str, call: Awaitable[T]) -> T:
         return await call
     except grpc.aio.AioRpcError as exc:
         raise UpstreamError(service, exc.code(), exc.details() or "") from None
+
+
+def _outcomes(
+    service: str, results: Sequence[_ItemResult[M]], count: int, convert: Callable[[M], T]
+) -> list[T | Exception]:
+    """One outcome per item of a batch call: the converted response or its UpstreamError."""
+    if len(results) != count:
+        raise UpstreamError(
+            service, grpc.StatusCode.INTERNAL, f"{len(results)} result(s) for {count} item(s)"
+        )
+    return [
+        convert(result.response) if result.status.code == 0
+        else UpstreamError(
+            service, _CODES.get(result.status.code, grpc.StatusCode.UNKNOWN),
+            result.status.message,
+        )
+        for result in results
+    ]
 
 
 class AuthClient:
@@ -66,39 +122,72 @@ class AuthClient:
 
 
 class RateLimitClient:
-    """RateLimitService: acquire and release leases."""
+    """RateLimitService: acquire and release leases, batched."""
 
-    def __init__(self, channel: grpc.aio.Channel, timeout_s: float) -> None:
+    def __init__(
+        self, channel: grpc.aio.Channel, timeout_s: float, limits: BatchLimits = BatchLimits()
+    ) -> None:
         self._stub: Any = ratelimit_pb2_grpc.RateLimitServiceStub(channel)
         self._timeout = timeout_s
+        self._acquires = Batcher[ratelimit_pb2.AcquireLeaseRequest, Lease](
+            self._acquire_batch, "acquire_lease",
+            max_in_flight=limits.max_in_flight, max_batch=limits.max_batch,
+        )
+        self._releases = Batcher[_TaggedRelease, bool](
+            self._release_batch, "release_lease",
+            max_in_flight=limits.max_in_flight, max_batch=limits.max_batch,
+        )
 
     async def acquire(self, request_id: str, principal: Principal, estimated_tokens: int) -> Lease:
         """Check and consume every limit of the request at once."""
-        call = self._stub.AcquireLease(
-            translate.acquire_request(request_id, principal, estimated_tokens),
-            timeout=self._timeout, metadata=_metadata(request_id),
-        )
-        return translate.lease(await _unary("ratelimit", call))
+        request = translate.acquire_request(request_id, principal, estimated_tokens)
+        return await self._acquires.submit(request)
 
     async def release(
         self, request_id: str, lease_id: str, subject: str, actual_tokens: int
     ) -> bool:
         """Free the lease's slot and replace its token estimate with `actual_tokens`."""
-        call = self._stub.ReleaseLease(
-            ratelimit_pb2.ReleaseLeaseRequest(
-                lease_id=lease_id, subject=subject, actual_tokens=actual_tokens
-            ),
-            timeout=self._timeout, metadata=_metadata(request_id),
+        request = ratelimit_pb2.ReleaseLeaseRequest(
+            lease_id=lease_id, subject=subject, actual_tokens=actual_tokens
         )
-        return bool((await _unary("ratelimit", call)).released)
+        return await self._releases.submit(_TaggedRelease(request_id, request))
+
+    async def _acquire_batch(
+        self, items: Sequence[ratelimit_pb2.AcquireLeaseRequest]
+    ) -> list[Lease | Exception]:
+        call = self._stub.AcquireLeases(
+            ratelimit_pb2.AcquireLeasesRequest(leases=items), timeout=self._timeout,
+            metadata=_metadata(items[0].request_id),
+        )
+        results = (await _unary("ratelimit", call)).results
+        return _outcomes("ratelimit", results, len(items), translate.lease)
+
+    async def _release_batch(self, items: Sequence[_TaggedRelease]) -> list[bool | Exception]:
+        call = self._stub.ReleaseLeases(
+            ratelimit_pb2.ReleaseLeasesRequest(leases=[item.message for item in items]),
+            timeout=self._timeout,
+            metadata=_metadata(items[0].request_id),
+        )
+        results = (await _unary("ratelimit", call)).results
+        return _outcomes("ratelimit", results, len(items), _released)
 
 
 class BillingClient:
-    """BillingService: reserve, settle and release holds."""
+    """BillingService: reserve and settle holds (batched), release them."""
 
-    def __init__(self, channel: grpc.aio.Channel, timeout_s: float) -> None:
+    def __init__(
+        self, channel: grpc.aio.Channel, timeout_s: float, limits: BatchLimits = BatchLimits()
+    ) -> None:
         self._stub: Any = billing_pb2_grpc.BillingServiceStub(channel)
         self._timeout = timeout_s
+        self._reserves = Batcher[billing_pb2.ReserveCreditRequest, Reservation](
+            self._reserve_batch, "reserve_credit",
+            max_in_flight=limits.max_in_flight, max_batch=limits.max_batch,
+        )
+        self._settles = Batcher[billing_pb2.SettleCreditRequest, int](
+            self._settle_batch, "settle_credit",
+            max_in_flight=limits.max_in_flight, max_batch=limits.max_batch,
+        )
 
     async def reserve(
         self, request_id: str, principal: Principal, model: str,
@@ -110,20 +199,15 @@ class BillingClient:
             group=principal.group, model=model, prompt_tokens=prompt_tokens,
             max_completion_tokens=max_completion_tokens,
         )
-        call = self._stub.ReserveCredit(
-            request, timeout=self._timeout, metadata=_metadata(request_id)
-        )
-        return translate.reservation(await _unary("billing", call))
+        return await self._reserves.submit(request)
 
     async def settle(
         self, request_id: str, usage: Usage, source: UsageSource, channel: str
     ) -> int:
         """Charge the hold for `usage`; returns the amount charged in nano-USD."""
-        request = translate.settle_request(request_id, usage, source, channel)
-        call = self._stub.SettleCredit(
-            request, timeout=self._timeout, metadata=_metadata(request_id)
+        return await self._settles.submit(
+            translate.settle_request(request_id, usage, source, channel)
         )
-        return int((await _unary("billing", call)).charged_nanos)
 
     async def release(self, request_id: str) -> bool:
         """Drop the request's hold without charging."""
@@ -132,6 +216,34 @@ class BillingClient:
             timeout=self._timeout, metadata=_metadata(request_id),
         )
         return bool((await _unary("billing", call)).released)
+
+    async def _reserve_batch(
+        self, items: Sequence[billing_pb2.ReserveCreditRequest]
+    ) -> list[Reservation | Exception]:
+        call = self._stub.ReserveCredits(
+            billing_pb2.ReserveCreditsRequest(reservations=items), timeout=self._timeout,
+            metadata=_metadata(items[0].request_id),
+        )
+        results = (await _unary("billing", call)).results
+        return _outcomes("billing", results, len(items), translate.reservation)
+
+    async def _settle_batch(
+        self, items: Sequence[billing_pb2.SettleCreditRequest]
+    ) -> list[int | Exception]:
+        call = self._stub.SettleCredits(
+            billing_pb2.SettleCreditsRequest(settlements=items), timeout=self._timeout,
+            metadata=_metadata(items[0].request_id),
+        )
+        results = (await _unary("billing", call)).results
+        return _outcomes("billing", results, len(items), _charged)
+
+
+def _released(response: ratelimit_pb2.ReleaseLeaseResponse) -> bool:
+    return bool(response.released)
+
+
+def _charged(response: billing_pb2.SettleCreditResponse) -> int:
+    return int(response.charged_nanos)
 
 
 class ChatStream:

@@ -20,6 +20,8 @@ DEFAULT_KEEPALIVE_S = 15.0
 DEFAULT_REQUEST_TIMEOUT_S = 600.0
 DEFAULT_RPC_TIMEOUT_S = 5.0
 DEFAULT_SHUTDOWN_GRACE_S = 120.0
+DEFAULT_BATCH_MAX_IN_FLIGHT = 2
+DEFAULT_BATCH_MAX_ITEMS = 128
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +43,8 @@ class Settings:
     rpc_timeout_s: float = DEFAULT_RPC_TIMEOUT_S
     metrics_addr: str = ""
     shutdown_grace_s: float = DEFAULT_SHUTDOWN_GRACE_S
+    batch_max_in_flight: int = DEFAULT_BATCH_MAX_IN_FLIGHT
+    batch_max_items: int = DEFAULT_BATCH_MAX_ITEMS
     log_level: str = "INFO"
 
     @classmethod
@@ -69,6 +73,10 @@ class Settings:
             rpc_timeout_s=_float(environ, "EDGE_RPC_TIMEOUT_S", DEFAULT_RPC_TIMEOUT_S),
             metrics_addr=environ.get("EDGE_METRICS_ADDR", ""),
             shutdown_grace_s=_float(environ, "EDGE_SHUTDOWN_GRACE_S", DEFAULT_SHUTDOWN_GRACE_S),
+            batch_max_in_flight=_count(
+                environ, "EDGE_BATCH_MAX_IN_FLIGHT", DEFAULT_BATCH_MAX_IN_FLIGHT
+            ),
+            batch_max_items=_count(environ, "EDGE_BATCH_MAX_ITEMS", DEFAULT_BATCH_MAX_ITEMS),
             log_level=environ.get("EDGE_LOG_LEVEL", "INFO"),
         )
 
@@ -80,6 +88,13 @@ def _int(name: str, raw: str) -> int:
         raise ValueError(f"{name} must be an integer, got {raw!r}") from None
     if value < 0:
         raise ValueError(f"{name} must not be negative, got {raw!r}")
+    return value
+
+
+def _count(environ: Mapping[str, str], name: str, default: int) -> int:
+    value = _int(name, environ.get(name) or str(default))
+    if value == 0:
+        raise ValueError(f"{name} must be at least 1, got 0")
     return value
 
 

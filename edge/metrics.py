@@ -23,3 +23,8 @@ SETTLEMENT_FAILURES = Counter(
     "Settle, release or lease-release calls given up after retries.",
     ["operation"],
 )
+BATCH_ITEMS = Histogram(
+    "apirelay_edge_batch_items", "Items per batch call to a service, by kind of call.",
+    ["kind"],
+    buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256),
+)

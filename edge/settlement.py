@@ -113,9 +113,12 @@ class Settler:
         """Settle (or release) the hold and release the lease, in the background."""
         self._spawn(self._finish(outcome))
 
-    def undo(self, request_id: str, subject: str, *, hold: bool, lease: bool) -> None:
-        """Drop what an admission that failed half-way left behind."""
-        self._spawn(self._undo(request_id, subject, hold, lease))
+    def undo(
+        self, request_id: str, subject: str, *, hold: bool, lease: bool,
+        after: asyncio.Future[Any] | None = None,
+    ) -> None:
+        """Drop what an admission that failed half-way left behind (once `after` is done)."""
+        self._spawn(self._undo(request_id, subject, hold, lease, after))
 
     async def drain(self) -> None:
         """Wait until every pending call has ended (at shutdown, and in tests)."""
@@ -149,7 +152,12 @@ class Settler:
         )
         await asyncio.gather(hold, lease)
 
-    async def _undo(self, request_id: str, subject: str, hold: bool, lease: bool) -> None:
+    async def _undo(
+        self, request_id: str, subject: str, hold: bool, lease: bool,
+        after: asyncio.Future[Any] | None,
+    ) -> None:
+        if after is not None:
+            await asyncio.wait({after})
         if hold:
             await self._retry("release_credit", lambda: self._billing.release(request_id))
         if lease:

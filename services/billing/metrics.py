@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter
+from prometheus_client import Counter, Histogram
 
 RESERVES = Counter(
     "apirelay_billing_reserves_total", "ReserveCredit outcomes by decision.", ["decision"]
@@ -16,4 +16,10 @@ SETTLE_DUPLICATES = Counter(
 )
 CHARGES_OVER_HOLD = Counter(
     "apirelay_billing_charges_over_hold_total", "Settles whose real cost exceeded the hold."
+)
+BATCH_ITEMS = Histogram(
+    "apirelay_billing_batch_items",
+    "Items per batch call (ReserveCredits, SettleCredits) by operation.",
+    ["operation"],
+    buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512),
 )

@@ -20,11 +20,13 @@ from services.billing.errors import (
     StoreUnavailable,
 )
 from services.billing.metrics import (
+    BATCH_ITEMS,
     CHARGES_OVER_HOLD,
     RESERVES,
     SETTLE_DUPLICATES,
     SETTLED_NANOS,
 )
+from services.common.batch import ItemError, process_items
 from services.common.interceptor import ErrorTable
 
 if TYPE_CHECKING:
@@ -81,49 +83,41 @@ class BillingServicer(billing_pb2_grpc.BillingServiceServicer):
         self, request: billing_pb2.ReserveCreditRequest, context: Context
     ) -> billing_pb2.ReserveCreditResponse:
         """Hold the request's maximum cost, or say why not."""
-        result = await self._ledger.reserve(
-            ReserveRequest(
-                request_id=request.request_id,
-                account_id=request.account_id,
-                key_id=request.key_id,
-                group=request.group,
-                model=request.model,
-                prompt_tokens=request.prompt_tokens,
-                max_completion_tokens=request.max_completion_tokens,
-            )
-        )
-        RESERVES.labels(result.decision.value).inc()
-        return billing_pb2.ReserveCreditResponse(
-            decision=_DECISIONS[result.decision],
-            held_nanos=result.held_nanos,
-            wallet=wallet_to_proto(result.wallet),
-        )
+        return await self._reserve(request)
 
     async def SettleCredit(
         self, request: billing_pb2.SettleCreditRequest, context: Context
     ) -> billing_pb2.SettleCreditResponse:
         """Charge the real usage once; a replay returns the first charge."""
-        if not request.HasField("usage"):
-            raise InvalidBillingRequest("usage is required")
-        source = _SOURCES.get(request.usage_source)
-        if source is None:
-            raise InvalidBillingRequest("usage_source must be UPSTREAM or ESTIMATED")
-        result = await self._ledger.settle(
-            SettleRequest(
-                request.request_id, usage_from_proto(request.usage), source, request.channel
-            )
+        return await self._settle(request)
+
+    async def ReserveCredits(
+        self, request: billing_pb2.ReserveCreditsRequest, context: Context
+    ) -> billing_pb2.ReserveCreditsResponse:
+        """ReserveCredit for each item in order, each with its own status.
+
+        An unreachable database fails the whole call with UNAVAILABLE; items before it are
+        applied, and a retry of the batch replays them (reserve is idempotent by request id).
+        """
+        BATCH_ITEMS.labels("reserve").observe(len(request.reservations))
+        outcomes = await process_items(
+            request.reservations, self._reserve, ERRORS, (StoreUnavailable,)
         )
-        if result.newly_settled:
-            SETTLED_NANOS.inc(result.charged_nanos)
-        else:
-            SETTLE_DUPLICATES.inc()
-        if result.exceeded_hold:
-            CHARGES_OVER_HOLD.inc()
-        return billing_pb2.SettleCreditResponse(
-            charged_nanos=result.charged_nanos,
-            wallet=wallet_to_proto(result.wallet),
-            newly_settled=result.newly_settled,
+        return billing_pb2.ReserveCreditsResponse(results=[_reserve_result(o) for o in outcomes])
+
+    async def SettleCredits(
+        self, request: billing_pb2.SettleCreditsRequest, context: Context
+    ) -> billing_pb2.SettleCreditsResponse:
+        """SettleCredit for each item in order, each its own transaction and status.
+
+        An unreachable database fails the whole call with UNAVAILABLE; items before it are
+        applied, and a retry of the batch replays them (settle is idempotent by request id).
+        """
+        BATCH_ITEMS.labels("settle").observe(len(request.settlements))
+        outcomes = await process_items(
+            request.settlements, self._settle, ERRORS, (StoreUnavailable,)
         )
+        return billing_pb2.SettleCreditsResponse(results=[_settle_result(o) for o in outcomes])
 
     async def ReleaseCredit(
         self, request: billing_pb2.ReleaseCreditRequest, context: Context
@@ -161,3 +155,69 @@ class BillingServicer(billing_pb2_grpc.BillingServiceServicer):
                 cached_prompt_nanos_per_token=price.cached_prompt or 0,
             )
         )
+
+    async def _reserve(
+        self, request: billing_pb2.ReserveCreditRequest
+    ) -> billing_pb2.ReserveCreditResponse:
+        result = await self._ledger.reserve(
+            ReserveRequest(
+                request_id=request.request_id,
+                account_id=request.account_id,
+                key_id=request.key_id,
+                group=request.group,
+                model=request.model,
+                prompt_tokens=request.prompt_tokens,
+                max_completion_tokens=request.max_completion_tokens,
+            )
+        )
+        RESERVES.labels(result.decision.value).inc()
+        return billing_pb2.ReserveCreditResponse(
+            decision=_DECISIONS[result.decision],
+            held_nanos=result.held_nanos,
+            wallet=wallet_to_proto(result.wallet),
+        )
+
+    async def _settle(
+        self, request: billing_pb2.SettleCreditRequest
+    ) -> billing_pb2.SettleCreditResponse:
+        if not request.HasField("usage"):
+            raise InvalidBillingRequest("usage is required")
+        source = _SOURCES.get(request.usage_source)
+        if source is None:
+            raise InvalidBillingRequest("usage_source must be UPSTREAM or ESTIMATED")
+        result = await self._ledger.settle(
+            SettleRequest(
+                request.request_id, usage_from_proto(request.usage), source, request.channel
+            )
+        )
+        if result.newly_settled:
+            SETTLED_NANOS.inc(result.charged_nanos)
+        else:
+            SETTLE_DUPLICATES.inc()
+        if result.exceeded_hold:
+            CHARGES_OVER_HOLD.inc()
+        return billing_pb2.SettleCreditResponse(
+            charged_nanos=result.charged_nanos,
+            wallet=wallet_to_proto(result.wallet),
+            newly_settled=result.newly_settled,
+        )
+
+
+def _reserve_result(
+    outcome: billing_pb2.ReserveCreditResponse | ItemError,
+) -> billing_pb2.ReserveCreditResult:
+    if isinstance(outcome, ItemError):
+        return billing_pb2.ReserveCreditResult(status=_item_status(outcome))
+    return billing_pb2.ReserveCreditResult(status=billing_pb2.ItemStatus(), response=outcome)
+
+
+def _settle_result(
+    outcome: billing_pb2.SettleCreditResponse | ItemError,
+) -> billing_pb2.SettleCreditResult:
+    if isinstance(outcome, ItemError):
+        return billing_pb2.SettleCreditResult(status=_item_status(outcome))
+    return billing_pb2.SettleCreditResult(status=billing_pb2.ItemStatus(), response=outcome)
+
+
+def _item_status(error: ItemError) -> billing_pb2.ItemStatus:
+    return billing_pb2.ItemStatus(code=error.code, message=error.message)

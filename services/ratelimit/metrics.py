@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge
+from prometheus_client import Counter, Gauge, Histogram
 
 DECISIONS = Counter(
     "apirelay_ratelimit_decisions_total",
@@ -25,4 +25,10 @@ FALLBACK_ACTIVE = Gauge(
 FALLBACK_DECISIONS = Counter(
     "apirelay_ratelimit_fallback_decisions_total",
     "AcquireLease decisions taken by the local fallback store during an outage.",
+)
+BATCH_ITEMS = Histogram(
+    "apirelay_ratelimit_batch_items",
+    "Items per batch call (AcquireLeases, ReleaseLeases) by operation.",
+    ["operation"],
+    buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512),
 )

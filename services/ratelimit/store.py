@@ -7,8 +7,8 @@ script per call (`lua.py`), so replicas sharing a Redis admit exactly as one wou
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
-from typing import Any, Protocol
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol, TypeAlias
 
 import redis.asyncio as redis
 from redis import exceptions as redis_errors
@@ -32,6 +32,8 @@ _UNREACHABLE = (
 )
 
 MillisClock = Callable[[], int]
+# A script, its keys and its arguments.
+_ScriptCall: TypeAlias = tuple[lua.LuaScript, tuple[str, ...], tuple[str | int, ...]]
 
 
 def monotonic_ms() -> int:
@@ -48,6 +50,14 @@ class LimiterStore(Protocol):
 
     async def release(self, release: LeaseRelease) -> bool:
         """End a held lease; False if unknown, released or expired; raises StoreUnavailable."""
+        ...
+
+    async def acquire_many(self, requests: Sequence[LeaseRequest]) -> list[Verdict]:
+        """`acquire` for each request in order, in one round trip; raises StoreUnavailable."""
+        ...
+
+    async def release_many(self, releases: Sequence[LeaseRelease]) -> list[bool]:
+        """`release` for each lease in order, in one round trip; raises StoreUnavailable."""
         ...
 
     async def close(self) -> None:
@@ -77,6 +87,14 @@ class MemoryLimiterStore:
         """End a held lease and reconcile its tokens."""
         windows = self._subjects.get(release.subject)
         return windows is not None and windows.release(self._clock(), release)
+
+    async def acquire_many(self, requests: Sequence[LeaseRequest]) -> list[Verdict]:
+        """`acquire` for each request in order."""
+        return [await self.acquire(request) for request in requests]
+
+    async def release_many(self, releases: Sequence[LeaseRelease]) -> list[bool]:
+        """`release` for each lease in order."""
+        return [await self.release(release) for release in releases]
 
     async def close(self) -> None:
         """Nothing to close."""
@@ -128,33 +146,37 @@ class RedisLimiterStore:
 
     async def acquire(self, request: LeaseRequest) -> Verdict:
         """Admit the request into every limit or none, in one script."""
+        return _verdict(await self._run(*self._acquire_call(request)))
+
+    async def release(self, release: LeaseRelease) -> bool:
+        """End a held lease and reconcile its tokens, in one script."""
+        return bool(int(await self._run(*self._release_call(release))))
+
+    async def acquire_many(self, requests: Sequence[LeaseRequest]) -> list[Verdict]:
+        """`acquire` for each request in order: one script each, all in one pipeline."""
+        replies = await self._run_many([self._acquire_call(request) for request in requests])
+        return [_verdict(reply) for reply in replies]
+
+    async def release_many(self, releases: Sequence[LeaseRelease]) -> list[bool]:
+        """`release` for each lease in order: one script each, all in one pipeline."""
+        replies = await self._run_many([self._release_call(release) for release in releases])
+        return [bool(int(reply)) for reply in replies]
+
+    async def close(self) -> None:
+        """Close the client's connections."""
+        await self._redis.aclose()
+
+    def _acquire_call(self, request: LeaseRequest) -> _ScriptCall:
         limits = request.limits
         args = (
             request.lease_id, limits.rpm, limits.tpm, limits.concurrency,
             request.tokens, request.ttl_ms, self._window_ms, CONCURRENCY_RETRY_HINT_MS,
         )
-        reply = await self._run(lua.ACQUIRE, self.keys(request.subject), args)
-        allowed, denied_by, replayed, *usage = (int(v) for v in reply)
-        return Verdict(
-            allowed=bool(allowed),
-            denied_by=LimitKind(denied_by) if denied_by else None,
-            replayed=bool(replayed),
-            rpm=Usage(usage[0], usage[1]),
-            tpm=Usage(usage[2], usage[3]),
-            concurrency=Usage(usage[4], usage[5]),
-        )
+        return lua.ACQUIRE, self.keys(request.subject), args
 
-    async def release(self, release: LeaseRelease) -> bool:
-        """End a held lease and reconcile its tokens, in one script."""
+    def _release_call(self, release: LeaseRelease) -> _ScriptCall:
         _, _, weights, leases, starts = self.keys(release.subject)
-        reply = await self._run(
-            lua.RELEASE, (weights, leases, starts), (release.lease_id, release.actual_tokens)
-        )
-        return bool(int(reply))
-
-    async def close(self) -> None:
-        """Close the client's connections."""
-        await self._redis.aclose()
+        return lua.RELEASE, (weights, leases, starts), (release.lease_id, release.actual_tokens)
 
     async def _run(
         self, script: lua.LuaScript, keys: tuple[str, ...], args: tuple[str | int, ...]
@@ -167,3 +189,46 @@ class RedisLimiterStore:
                 return await self._redis.eval(script.source, len(keys), *keys, *args)
         except _UNREACHABLE as exc:
             raise StoreUnavailable("rate limit store unavailable") from exc
+
+    async def _run_many(self, calls: Sequence[_ScriptCall]) -> list[Any]:
+        # Not a transaction: each script is atomic on its own, and scripts of one pipeline
+        # run in order, so a batch decides exactly as the same calls one after another.
+        try:
+            replies = await self._pipeline(calls, by_sha=True)
+            missing = [
+                i for i, reply in enumerate(replies)
+                if isinstance(reply, redis_errors.NoScriptError)
+            ]
+            if missing:
+                # Redis restarted or flushed its scripts: EVAL runs those and caches them.
+                again = await self._pipeline([calls[i] for i in missing], by_sha=False)
+                for i, reply in zip(missing, again, strict=True):
+                    replies[i] = reply
+            # A pipeline returns error replies (READONLY too) instead of raising them.
+            for reply in replies:
+                if isinstance(reply, Exception):
+                    raise reply
+        except _UNREACHABLE as exc:
+            raise StoreUnavailable("rate limit store unavailable") from exc
+        return replies
+
+    async def _pipeline(self, calls: Sequence[_ScriptCall], by_sha: bool) -> list[Any]:
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for script, keys, args in calls:
+                if by_sha:
+                    pipe.evalsha(script.sha, len(keys), *keys, *args)
+                else:
+                    pipe.eval(script.source, len(keys), *keys, *args)
+            return list(await pipe.execute(raise_on_error=False))
+
+
+def _verdict(reply: Any) -> Verdict:
+    allowed, denied_by, replayed, *usage = (int(v) for v in reply)
+    return Verdict(
+        allowed=bool(allowed),
+        denied_by=LimitKind(denied_by) if denied_by else None,
+        replayed=bool(replayed),
+        rpm=Usage(usage[0], usage[1]),
+        tpm=Usage(usage[2], usage[3]),
+        concurrency=Usage(usage[4], usage[5]),
+    )

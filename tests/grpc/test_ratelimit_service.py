@@ -14,6 +14,7 @@ import grpc
 import pytest
 from google.protobuf.duration_pb2 import Duration
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from prometheus_client import REGISTRY
 
 from apirelay.ratelimit.v1 import ratelimit_pb2 as pb
 from apirelay.ratelimit.v1 import ratelimit_pb2_grpc
@@ -206,3 +207,131 @@ async def test_python_dash_m_serves_and_stops_on_sigterm(subject: str) -> None:
         if proc.returncode is None:
             proc.kill()
             await proc.wait()
+
+
+INVALID = grpc.StatusCode.INVALID_ARGUMENT.value[0]
+ALLOWED, DENIED = pb.LEASE_DECISION_ALLOWED, pb.LEASE_DECISION_DENIED
+
+
+def acquire_fields(response: pb.AcquireLeaseResponse) -> tuple[object, ...]:
+    """What must match between a batch item and a single call (lease ids differ by subject)."""
+    return (response.decision, response.denied_by, bool(response.lease_id),
+            [(s.kind, s.limit, s.remaining) for s in response.statuses])
+
+
+async def test_a_mixed_acquire_batch_answers_each_item_in_order(stub: Stub, subject: str) -> None:
+    items = [
+        acquire_request(subject, "r1", rpm=2, tokens=10),
+        acquire_request("", "r2", rpm=2),
+        acquire_request(subject, "r3", rpm=2, tokens=10),
+        acquire_request(subject, "r4", rpm=2, tokens=-1),
+        acquire_request(subject, "r5", rpm=2),
+        acquire_request(subject, "r1", rpm=2, tokens=10),
+    ]
+    reply = await stub.AcquireLeases(pb.AcquireLeasesRequest(leases=items))
+    codes = [r.status.code for r in reply.results]
+    assert codes == [0, INVALID, 0, INVALID, 0, 0]
+    assert reply.results[1].status.message == "subject is required"
+    assert not reply.results[1].HasField("response")
+    assert "estimated_tokens" in reply.results[3].status.message
+    decisions = [r.response.decision for r in reply.results if r.status.code == 0]
+    # r5 is over the limit; r1 again is a replay of the held lease, not a third request.
+    assert decisions == [ALLOWED, ALLOWED, DENIED, ALLOWED]
+    assert [r.response.lease_id for r in reply.results if r.status.code == 0] == [
+        "r1", "r3", "", "r1"]
+    assert reply.results[4].response.denied_by == pb.LIMIT_KIND_RPM
+
+
+async def test_batch_items_answer_as_single_calls_do(stub: Stub) -> None:
+    batch_subject, single_subject = (f"key_{uuid.uuid4().hex[:10]}" for _ in range(2))
+
+    def items(subject: str) -> list[pb.AcquireLeaseRequest]:
+        return [acquire_request(subject, f"{subject}-{i}", rpm=4, tpm=100, concurrency=2,
+                                tokens=30 * i) for i in range(5)]
+
+    batch = await stub.AcquireLeases(pb.AcquireLeasesRequest(leases=items(batch_subject)))
+    singles = [await stub.AcquireLease(item) for item in items(single_subject)]
+    assert [acquire_fields(r.response) for r in batch.results] == [
+        acquire_fields(r) for r in singles]
+    assert {s.denied_by for s in singles} >= {pb.LIMIT_KIND_TPM, pb.LIMIT_KIND_CONCURRENCY}
+
+    def releases(subject: str) -> list[pb.ReleaseLeaseRequest]:
+        return [pb.ReleaseLeaseRequest(lease_id=f"{subject}-{i}", subject=subject,
+                                       actual_tokens=5) for i in (0, 1, 1, 4)]
+
+    released = await stub.ReleaseLeases(pb.ReleaseLeasesRequest(leases=releases(batch_subject)))
+    single_released = [(await stub.ReleaseLease(r)).released for r in releases(single_subject)]
+    assert [r.response.released for r in released.results] == single_released == [
+        True, True, False, False]
+    assert all(r.status.code == 0 and r.HasField("response") for r in released.results)
+
+
+async def test_a_release_batch_reports_invalid_items_and_frees_the_rest(
+    stub: Stub, subject: str
+) -> None:
+    held = await stub.AcquireLease(acquire_request(subject, concurrency=1))
+    reply = await stub.ReleaseLeases(pb.ReleaseLeasesRequest(leases=[
+        pb.ReleaseLeaseRequest(lease_id="x", subject=""),
+        pb.ReleaseLeaseRequest(lease_id=held.lease_id, subject=subject, actual_tokens=-1),
+    ]))
+    assert [r.status.code for r in reply.results] == [INVALID, 0]
+    assert reply.results[1].response.released
+    again = await stub.AcquireLease(acquire_request(subject, concurrency=1))
+    assert again.decision == pb.LEASE_DECISION_ALLOWED
+
+
+async def test_an_empty_batch_is_an_empty_answer(stub: Stub) -> None:
+    assert not (await stub.AcquireLeases(pb.AcquireLeasesRequest())).results
+    assert not (await stub.ReleaseLeases(pb.ReleaseLeasesRequest())).results
+
+
+def _sample(name: str, labels: dict[str, str]) -> float:
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+async def test_batches_count_their_sizes_and_each_decision(stub: Stub, subject: str) -> None:
+    acquire, denied = {"operation": "acquire"}, {"result": "denied", "limit": "rpm"}
+    names = ("apirelay_ratelimit_batch_items_count", "apirelay_ratelimit_batch_items_sum")
+    before = [_sample(name, acquire) for name in names]
+    denied_before = _sample("apirelay_ratelimit_decisions_total", denied)
+    items = [acquire_request(subject, rpm=1) for _ in range(3)]
+    await stub.AcquireLeases(pb.AcquireLeasesRequest(leases=items))
+    assert [_sample(name, acquire) for name in names] == [before[0] + 1, before[1] + 3]
+    assert _sample("apirelay_ratelimit_decisions_total", denied) == denied_before + 2
+
+
+async def test_an_unreachable_store_fails_a_whole_batch_when_failing_closed(
+    open_stub: OpenStub, subject: str
+) -> None:
+    settings = Settings(
+        listen_addr="127.0.0.1:0", redis_url=f"redis://127.0.0.1:{free_port()}/0",
+        redis_timeout_s=0.2, fail_mode=FailMode.CLOSED,
+    )
+    stub = await open_stub(settings)
+    for call in (
+        stub.AcquireLeases(pb.AcquireLeasesRequest(leases=[acquire_request(subject, rpm=1)])),
+        stub.ReleaseLeases(pb.ReleaseLeasesRequest(
+            leases=[pb.ReleaseLeaseRequest(lease_id="l", subject=subject)])),
+    ):
+        with pytest.raises(grpc.aio.AioRpcError) as info:
+            await call
+        assert info.value.code() == grpc.StatusCode.UNAVAILABLE
+        assert "redis" not in (info.value.details() or "").lower()
+
+
+async def test_an_unreachable_store_decides_a_batch_locally_when_failing_open(
+    open_stub: OpenStub, subject: str
+) -> None:
+    settings = Settings(
+        listen_addr="127.0.0.1:0", redis_url=f"redis://127.0.0.1:{free_port()}/0",
+        redis_timeout_s=0.2, replicas=2,
+    )
+    stub = await open_stub(settings)
+    items = [acquire_request(subject, rpm=4) for _ in range(3)]
+    reply = await stub.AcquireLeases(pb.AcquireLeasesRequest(leases=items))
+    assert [r.response.decision for r in reply.results] == [ALLOWED, ALLOWED, DENIED]
+    released = await stub.ReleaseLeases(pb.ReleaseLeasesRequest(leases=[
+        pb.ReleaseLeaseRequest(lease_id=items[0].request_id, subject=subject),
+        pb.ReleaseLeaseRequest(lease_id="never-held", subject=subject),
+    ]))
+    assert [r.response.released for r in released.results] == [True, False]

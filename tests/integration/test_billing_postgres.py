@@ -6,11 +6,15 @@ import asyncio
 import random
 import uuid
 from collections.abc import AsyncIterator
+from typing import Any
 
+import grpc
 import pytest
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from apirelay.billing.v1 import billing_pb2
+from apirelay.common.v1 import usage_pb2
 from services.billing.core import Ledger, ReserveDecision, ReserveRequest, SettleRequest
 from services.billing.database import create_schema, open_async_engine, open_database
 from services.billing.domain import HoldStatus, TokenUsage, UsageSource
@@ -18,6 +22,7 @@ from services.billing.errors import HoldNotOpen, StoreUnavailable
 from services.billing.models import HoldRow, LedgerEntryRow, UsageRecordRow, WalletRow
 from services.billing.pricing import PriceBook
 from services.billing.runner import AsyncEngineRunner
+from services.billing.service import BillingServicer
 from services.billing.store import SqlBillingStore
 from services.common.gateway_config import parse_gateway_config
 from tests.backends import free_port
@@ -217,3 +222,69 @@ async def test_unreachable_database_is_store_unavailable() -> None:
             await SqlBillingStore(database).get_wallet("a")
     finally:
         await database.close()
+
+
+NO_CONTEXT: Any = None  # the servicer's batch methods do not use their context
+
+
+def reserve_proto(account: str, request_id: str) -> billing_pb2.ReserveCreditRequest:
+    return billing_pb2.ReserveCreditRequest(
+        request_id=request_id, account_id=account, key_id="key", group="default", model="m",
+        prompt_tokens=100, max_completion_tokens=50,
+    )
+
+
+def settle_proto(request_id: str) -> billing_pb2.SettleCreditRequest:
+    usage = usage_pb2.Usage(prompt_tokens=100, completion_tokens=20, cached_prompt_tokens=30)
+    return billing_pb2.SettleCreditRequest(
+        request_id=request_id, usage=usage, usage_source=usage_pb2.USAGE_SOURCE_UPSTREAM
+    )
+
+
+async def test_racing_reserve_batches_never_over_commit(
+    ledger: Ledger, engine: AsyncEngine
+) -> None:
+    account = uid("acc")
+    await ledger.add_credit(account, 10 * HOLD + HOLD - 1, "", "")
+    batches = [
+        billing_pb2.ReserveCreditsRequest(
+            reservations=[reserve_proto(account, uid("req")) for _ in range(10)]
+            + [reserve_proto(account, "")]
+        )
+        for _ in range(5)
+    ]
+    replies = await asyncio.gather(
+        *(BillingServicer(ledger).ReserveCredits(batch, NO_CONTEXT) for batch in batches)
+    )
+    results = [r for reply in replies for r in reply.results]
+    invalid = grpc.StatusCode.INVALID_ARGUMENT.value[0]
+    assert [r.status.code for r in results].count(invalid) == 5
+    reserved = [r for r in results if r.response.decision == billing_pb2.RESERVE_DECISION_RESERVED]
+    assert len(reserved) == 10
+    wallet = await ledger.balance(account)
+    assert wallet.held_nanos == 10 * HOLD == await open_holds_sum(engine, account)
+
+
+async def test_a_failed_settle_item_rolls_back_nothing_else(
+    ledger: Ledger, engine: AsyncEngine
+) -> None:
+    account, funds = uid("acc"), 10 * HOLD
+    await ledger.add_credit(account, funds, "", "")
+    rids = [uid("req") for _ in range(3)]
+    for rid in rids:
+        await ledger.reserve(reserve(account, rid))
+    await ledger.release(rids[1])
+    items = [settle_proto(rids[0]), settle_proto(rids[1]), settle_proto(rids[0]),
+             settle_proto(rids[2])]
+    reply = await BillingServicer(ledger).SettleCredits(
+        billing_pb2.SettleCreditsRequest(settlements=items), NO_CONTEXT
+    )
+    results = list(reply.results)
+    precondition = grpc.StatusCode.FAILED_PRECONDITION.value[0]
+    assert [r.status.code for r in results] == [0, precondition, 0, 0]
+    assert [results[i].response.newly_settled for i in (0, 2, 3)] == [True, False, True]
+    charge = results[0].response.charged_nanos
+    assert charge == 70 * 150 + 30 * 75 + 20 * 600
+    wallet = await ledger.balance(account)
+    assert (wallet.balance_nanos, wallet.held_nanos) == (funds - 2 * charge, 0)
+    assert await ledger_sum(engine, account) == wallet.balance_nanos

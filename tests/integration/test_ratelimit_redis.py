@@ -14,7 +14,14 @@ from prometheus_client import REGISTRY
 
 from services.ratelimit.core import FailMode, Limiter, OutagePolicy
 from services.ratelimit.errors import StoreUnavailable
-from services.ratelimit.limits import LeaseRelease, LeaseRequest, LimitKind, Limits, Verdict
+from services.ratelimit.limits import (
+    LeaseRelease,
+    LeaseRequest,
+    LeaseResult,
+    LimitKind,
+    Limits,
+    Verdict,
+)
 from services.ratelimit.store import LimiterStore, MemoryLimiterStore, RedisLimiterStore
 from tests.backends import free_port
 
@@ -228,5 +235,113 @@ async def test_unreachable_redis_fails_closed_when_configured() -> None:
     try:
         with pytest.raises(StoreUnavailable):
             await limiter.acquire(lease("s", Limits(rpm=10)))
+    finally:
+        await dead.close()
+
+
+async def test_a_pipelined_batch_decides_as_single_calls_do(
+    make_store: StoreFactory, subject: str
+) -> None:
+    store, other = make_store(), subject + "-single"
+    limits = Limits(rpm=6, tpm=250, concurrency=3)
+
+    def requests(subject: str) -> list[LeaseRequest]:
+        ids = ["a", "b", "a", "c", "d", "e", "f"]
+        return [lease(subject, limits, 40 + 10 * i, lease_id) for i, lease_id in enumerate(ids)]
+
+    def decided(v: Verdict) -> tuple[object, ...]:
+        # Reset times follow Redis' clock, so they differ by the milliseconds between calls.
+        return v.allowed, v.denied_by, v.replayed, v.rpm.used, v.tpm.used, v.concurrency.used
+
+    batch = await store.acquire_many(requests(subject))
+    singles = [await store.acquire(request) for request in requests(other)]
+    assert [decided(v) for v in batch] == [decided(v) for v in singles]
+    assert [v.allowed for v in batch] == [True, True, True, True, False, False, False]
+    assert batch[2].replayed and {v.denied_by for v in batch[4:]} == {
+        LimitKind.TPM, LimitKind.CONCURRENCY}
+
+    def releases(subject: str) -> list[LeaseRelease]:
+        return [LeaseRelease(subject, lease_id, 10) for lease_id in ("a", "a", "zz", "c")]
+
+    assert await store.release_many(releases(subject)) == [
+        await store.release(r) for r in releases(other)] == [True, False, False, True]
+
+
+async def test_a_batch_is_one_pipeline_round_trip(
+    redis_url: str, subject: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client = redis.Redis.from_url(redis_url)
+    store = RedisLimiterStore(client, f"test:{uuid.uuid4().hex[:8]}:rl:")
+    pipelines: list[object] = []
+    original = client.pipeline
+
+    def pipeline(*args: object, **kwargs: object) -> object:
+        pipelines.append(args)
+        return original(*args, **kwargs)
+
+    async def no_single_commands(*args: object, **kwargs: object) -> object:
+        raise AssertionError("a batch item was sent on its own")
+
+    try:
+        assert (await store.acquire(lease(subject, Limits(rpm=5)))).allowed  # scripts cached
+        monkeypatch.setattr(client, "pipeline", pipeline)
+        monkeypatch.setattr(client, "execute_command", no_single_commands)
+        verdicts = await store.acquire_many([lease(subject, Limits(rpm=5)) for _ in range(6)])
+        assert [v.allowed for v in verdicts] == [True] * 4 + [False] * 2
+        assert await store.release_many([LeaseRelease(subject, "x"), LeaseRelease(subject, "y")]) \
+            == [False, False]
+        assert len(pipelines) == 2
+    finally:
+        await store.close()
+
+
+async def test_racing_batches_from_replicas_admit_exactly_the_limit(
+    make_store: StoreFactory, subject: str
+) -> None:
+    replicas = [make_store() for _ in range(4)]
+    batches = [[lease(subject, Limits(rpm=50, concurrency=30)) for _ in range(10)]
+               for _ in range(20)]
+    results = await asyncio.gather(
+        *(replicas[i % 4].acquire_many(batch) for i, batch in enumerate(batches)))
+    verdicts = [v for batch in results for v in batch]
+    assert sum(v.allowed for v in verdicts) == 30
+    held = [r for batch, replies in zip(batches, results, strict=True)
+            for r, v in zip(batch, replies, strict=True) if v.allowed]
+    released = await asyncio.gather(*(
+        replicas[i % 4].release_many([LeaseRelease(subject, r.lease_id) for r in held[i::4]])
+        for i in range(4)))
+    assert all(ok for batch in released for ok in batch)
+    again = await asyncio.gather(*(
+        replicas[i % 4].acquire_many([lease(subject, Limits(rpm=50, concurrency=30))
+                                      for _ in range(10)]) for i in range(4)))
+    assert sum(v.allowed for batch in again for v in batch) == 20  # the rest of the 50 rpm
+
+
+async def test_a_batch_refills_a_flushed_script_cache(
+    make_store: StoreFactory, subject: str, redis_url: str
+) -> None:
+    store = make_store()
+    assert (await store.acquire(lease(subject, Limits(rpm=3)))).allowed
+    client = redis.Redis.from_url(redis_url)
+    try:
+        await client.script_flush()
+    finally:
+        await client.aclose()
+    verdicts = await store.acquire_many([lease(subject, Limits(rpm=3)) for _ in range(3)])
+    assert [v.allowed for v in verdicts] == [True, True, False]
+    assert [v.rpm.used for v in verdicts] == [2, 3, 3]
+
+
+async def test_a_batch_fails_open_as_one_outage(caplog: pytest.LogCaptureFixture) -> None:
+    dead = RedisLimiterStore.from_url(f"redis://127.0.0.1:{free_port()}/0", timeout_s=0.2)
+    limiter = Limiter(dead, TTL, MemoryLimiterStore(), OutagePolicy(FailMode.OPEN, replicas=2))
+    try:
+        with pytest.raises(StoreUnavailable):
+            await dead.acquire_many([lease("s", Limits())])
+        with caplog.at_level(logging.WARNING, logger="services.ratelimit.core"):
+            results = await limiter.acquire_many([lease("s", Limits(rpm=10)) for _ in range(8)])
+        allowed = [isinstance(r, LeaseResult) and r.allowed for r in results]
+        assert allowed == [True] * 5 + [False] * 3
+        assert len([r for r in caplog.records if "unreachable" in r.getMessage()]) == 1
     finally:
         await dead.close()

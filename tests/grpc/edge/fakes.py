@@ -27,6 +27,8 @@ KEY_ID = "key_1"
 ACCOUNT_ID = "acct_1"
 MODEL = "gpt-test"
 OTHER_MODEL = "gpt-other"
+OK_RL = ratelimit_pb2.ItemStatus(code=0)
+OK_BILLING = billing_pb2.ItemStatus(code=0)
 
 
 def _rid(context: Any) -> str:
@@ -65,7 +67,11 @@ class FakeAuth(auth_pb2_grpc.AuthServiceServicer):
 
 
 class FakeRateLimit(ratelimit_pb2_grpc.RateLimitServiceServicer):
-    """Allows unless `deny_by` is set; records acquires and releases."""
+    """Allows unless `deny_by` is set; records acquires, releases and batch calls.
+
+    Only the batch RPCs are served (the edge must not use the single ones): `acquires`
+    keeps each item with its call's `x-request-id`, `batches` the size of each call.
+    """
 
     def __init__(self) -> None:
         self.deny_by: ratelimit_pb2.LimitKind.ValueType = ratelimit_pb2.LIMIT_KIND_UNSPECIFIED
@@ -73,11 +79,33 @@ class FakeRateLimit(ratelimit_pb2_grpc.RateLimitServiceServicer):
         self.fail: grpc.StatusCode | None = None
         self.acquires: list[tuple[str, Any]] = []
         self.releases: list[Any] = []
+        self.batches: list[int] = []
+        self.delay_s = 0.0
+        self.events: list[tuple[str, str]] = []  # ("acquired" | "released", lease id)
 
-    async def AcquireLease(self, request: Any, context: Any) -> Any:
-        self.acquires.append((_rid(context), request))
+    async def AcquireLeases(self, request: Any, context: Any) -> Any:
+        self.batches.append(len(request.leases))
+        await asyncio.sleep(self.delay_s)
+        self.acquires.extend((_rid(context), item) for item in request.leases)
+        self.events.extend(("acquired", item.request_id) for item in request.leases)
         if self.fail is not None:
             await context.abort(self.fail, "redis down")
+        return ratelimit_pb2.AcquireLeasesResponse(results=[
+            ratelimit_pb2.AcquireLeaseResult(status=OK_RL, response=self._decide(item))
+            for item in request.leases
+        ])
+
+    async def ReleaseLeases(self, request: Any, context: Any) -> Any:
+        self.batches.append(len(request.leases))
+        self.releases.extend(request.leases)
+        self.events.extend(("released", item.lease_id) for item in request.leases)
+        response = ratelimit_pb2.ReleaseLeaseResponse(released=True)
+        return ratelimit_pb2.ReleaseLeasesResponse(results=[
+            ratelimit_pb2.ReleaseLeaseResult(status=OK_RL, response=response)
+            for _ in request.leases
+        ])
+
+    def _decide(self, request: Any) -> ratelimit_pb2.AcquireLeaseResponse:
         seconds = int(self.reset_after_s)
         reset = Duration(seconds=seconds, nanos=int((self.reset_after_s - seconds) * 1e9))
         statuses = [
@@ -96,13 +124,12 @@ class FakeRateLimit(ratelimit_pb2_grpc.RateLimitServiceServicer):
             lease_id=request.request_id,
         )
 
-    async def ReleaseLease(self, request: Any, context: Any) -> Any:
-        self.releases.append(request)
-        return ratelimit_pb2.ReleaseLeaseResponse(released=True)
-
 
 class FakeBilling(billing_pb2_grpc.BillingServiceServicer):
-    """Reserves with `decision`; records reserves, settles and releases."""
+    """Reserves with `decision`; records reserves, settles, releases and batch sizes.
+
+    Reserve and settle are served only as batch RPCs; ReleaseCredit stays single.
+    """
 
     def __init__(self) -> None:
         self.decision = billing_pb2.RESERVE_DECISION_RESERVED
@@ -110,21 +137,37 @@ class FakeBilling(billing_pb2_grpc.BillingServiceServicer):
         self.reserves: list[Any] = []
         self.settles: list[Any] = []
         self.releases: list[Any] = []
-
-    async def ReserveCredit(self, request: Any, context: Any) -> Any:
-        self.reserves.append(request)
-        if self.fail is not None:
-            await context.abort(self.fail, "database down")
-        held = 1000 if self.decision == billing_pb2.RESERVE_DECISION_RESERVED else 0
-        return billing_pb2.ReserveCreditResponse(decision=self.decision, held_nanos=held)
-
-    async def SettleCredit(self, request: Any, context: Any) -> Any:
-        self.settles.append(request)
-        return billing_pb2.SettleCreditResponse(charged_nanos=10, newly_settled=True)
+        self.batches: list[int] = []
+        self.delay_s = 0.0
 
     async def ReleaseCredit(self, request: Any, context: Any) -> Any:
         self.releases.append(request)
         return billing_pb2.ReleaseCreditResponse(released=True)
+
+    async def ReserveCredits(self, request: Any, context: Any) -> Any:
+        self.batches.append(len(request.reservations))
+        await asyncio.sleep(self.delay_s)
+        self.reserves.extend(request.reservations)
+        if self.fail is not None:
+            await context.abort(self.fail, "database down")
+        return billing_pb2.ReserveCreditsResponse(results=[
+            billing_pb2.ReserveCreditResult(status=OK_BILLING, response=self._reserve())
+            for _ in request.reservations
+        ])
+
+    async def SettleCredits(self, request: Any, context: Any) -> Any:
+        self.batches.append(len(request.settlements))
+        await asyncio.sleep(self.delay_s)
+        self.settles.extend(request.settlements)
+        response = billing_pb2.SettleCreditResponse(charged_nanos=10, newly_settled=True)
+        return billing_pb2.SettleCreditsResponse(results=[
+            billing_pb2.SettleCreditResult(status=OK_BILLING, response=response)
+            for _ in request.settlements
+        ])
+
+    def _reserve(self) -> billing_pb2.ReserveCreditResponse:
+        held = 1000 if self.decision == billing_pb2.RESERVE_DECISION_RESERVED else 0
+        return billing_pb2.ReserveCreditResponse(decision=self.decision, held_nanos=held)
 
 
 def chunk(text: str, finish: str | None = None) -> bytes:

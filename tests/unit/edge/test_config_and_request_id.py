@@ -49,3 +49,13 @@ def test_request_id_is_kept_cleaned_capped_or_made() -> None:
     assert len(request_id_from("x" * 500)) == MAX_REQUEST_ID_LENGTH
     assert request_id_from("<>").startswith("req_")
     assert request_id_from(None).startswith("req_")
+
+
+def test_batch_limits() -> None:
+    defaults = Settings.from_env({})
+    assert (defaults.batch_max_in_flight, defaults.batch_max_items) == (2, 128)
+    env = {"EDGE_BATCH_MAX_IN_FLIGHT": "4", "EDGE_BATCH_MAX_ITEMS": "32"}
+    settings = Settings.from_env(env)
+    assert (settings.batch_max_in_flight, settings.batch_max_items) == (4, 32)
+    with pytest.raises(ValueError, match="EDGE_BATCH_MAX_ITEMS"):
+        Settings.from_env({"EDGE_BATCH_MAX_ITEMS": "0"})

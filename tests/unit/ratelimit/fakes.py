@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from services.ratelimit.errors import StoreUnavailable
 from services.ratelimit.limits import LeaseRelease, LeaseRequest, Verdict
 from services.ratelimit.store import MemoryLimiterStore
@@ -42,6 +44,20 @@ class FlakyStore:
         if self.down:
             raise StoreUnavailable("down")
         return await self.inner.release(release)
+
+    async def acquire_many(self, requests: Sequence[LeaseRequest]) -> list[Verdict]:
+        """Acquire each in the inner store unless down (one call, like one pipeline)."""
+        self.calls += 1
+        if self.down:
+            raise StoreUnavailable("down")
+        return await self.inner.acquire_many(requests)
+
+    async def release_many(self, releases: Sequence[LeaseRelease]) -> list[bool]:
+        """Release each in the inner store unless down (one call, like one pipeline)."""
+        self.calls += 1
+        if self.down:
+            raise StoreUnavailable("down")
+        return await self.inner.release_many(releases)
 
     async def close(self) -> None:
         """Nothing to close."""

@@ -12,6 +12,7 @@ from services.ratelimit.errors import InvalidArgument, StoreUnavailable
 from services.ratelimit.limits import (
     LeaseRelease,
     LeaseRequest,
+    LeaseResult,
     LimitKind,
     Limits,
     LimitStatus,
@@ -181,3 +182,43 @@ def test_limits_shared_by_replicas() -> None:
     assert Limits(10, 1000, 3).shared_by(3) == Limits(3, 333, 1)
     assert Limits(0, 1, 0).shared_by(4) == Limits(0, 1, 0)
     assert Limits(10, 20, 30).shared_by(1) == Limits(10, 20, 30)
+
+
+async def test_a_batch_asks_the_store_once_and_keeps_the_order(clock: FixedClock) -> None:
+    store = FlakyStore(clock)
+    limiter = Limiter(store, DEFAULT_TTL, MemoryLimiterStore(clock=clock), OutagePolicy(), clock)
+    results = await limiter.acquire_many([
+        request("r1", Limits(rpm=2)), request("", Limits(rpm=2)),
+        request("r2", Limits(rpm=2), tokens=-1), request("r3", Limits(rpm=2)),
+        request("r4", Limits(rpm=2)),
+    ])
+    assert store.calls == 1
+    assert [type(r).__name__ for r in results] == [
+        "LeaseResult", "InvalidArgument", "InvalidArgument", "LeaseResult", "LeaseResult"]
+    assert [r.allowed for r in results if isinstance(r, LeaseResult)] == [True, True, False]
+    assert isinstance(results[1], InvalidArgument)
+    assert str(results[1]) == "request_id is required"
+
+
+async def test_a_release_batch_frees_fallback_leases_and_store_leases(clock: FixedClock) -> None:
+    store = FlakyStore(clock)
+    policy = OutagePolicy(probe_interval_ms=0)
+    limiter = Limiter(store, DEFAULT_TTL, MemoryLimiterStore(clock=clock), policy, clock)
+    assert (await limiter.acquire(request("in-store", Limits(concurrency=5)))).allowed
+    store.down = True
+    assert (await limiter.acquire(request("in-fallback", Limits(concurrency=5)))).allowed
+    store.down = False
+    releases = [LeaseRelease("key_1", lease) for lease in ("in-fallback", "in-store", "x")]
+    results = await limiter.release_many([*releases, LeaseRelease("", "y")])
+    assert results[:3] == [True, True, False]
+    assert isinstance(results[3], InvalidArgument) and str(results[3]) == "subject is required"
+
+
+async def test_a_failing_closed_batch_is_refused_whole(clock: FixedClock) -> None:
+    store = FlakyStore(clock)
+    limiter = Limiter(store, DEFAULT_TTL, None, OutagePolicy(FailMode.CLOSED), clock)
+    store.down = True
+    with pytest.raises(StoreUnavailable):
+        await limiter.acquire_many([request("r1", Limits())])
+    with pytest.raises(StoreUnavailable):
+        await limiter.release_many([LeaseRelease("key_1", "r1")])
