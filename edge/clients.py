@@ -20,6 +20,7 @@ import grpc
 
 from apirelay.auth.v1 import auth_pb2, auth_pb2_grpc
 from apirelay.billing.v1 import billing_pb2, billing_pb2_grpc
+from apirelay.common.v1 import batch_pb2
 from apirelay.ratelimit.v1 import ratelimit_pb2, ratelimit_pb2_grpc
 from apirelay.router.v1 import router_pb2, router_pb2_grpc
 from edge import translate
@@ -62,14 +63,9 @@ class _TaggedRelease:
     message: ratelimit_pb2.ReleaseLeaseRequest
 
 
-class _ItemStatus(Protocol):
-    code: int
-    message: str
-
-
 class _ItemResult(Protocol[M_co]):
     @property
-    def status(self) -> _ItemStatus: ...
+    def status(self) -> batch_pb2.ItemStatus: ...
     @property
     def response(self) -> M_co: ...
 

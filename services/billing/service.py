@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any, TypeAlias
 import grpc
 
 from apirelay.billing.v1 import billing_pb2, billing_pb2_grpc
-from apirelay.common.v1 import usage_pb2
+from apirelay.common.v1 import batch_pb2, usage_pb2
 from services.billing.core import Ledger, ReserveDecision, ReserveRequest, SettleRequest
 from services.billing.domain import TokenUsage, UsageSource, Wallet
 from services.billing.errors import (
@@ -208,7 +208,7 @@ def _reserve_result(
 ) -> billing_pb2.ReserveCreditResult:
     if isinstance(outcome, ItemError):
         return billing_pb2.ReserveCreditResult(status=_item_status(outcome))
-    return billing_pb2.ReserveCreditResult(status=billing_pb2.ItemStatus(), response=outcome)
+    return billing_pb2.ReserveCreditResult(status=batch_pb2.ItemStatus(), response=outcome)
 
 
 def _settle_result(
@@ -216,8 +216,8 @@ def _settle_result(
 ) -> billing_pb2.SettleCreditResult:
     if isinstance(outcome, ItemError):
         return billing_pb2.SettleCreditResult(status=_item_status(outcome))
-    return billing_pb2.SettleCreditResult(status=billing_pb2.ItemStatus(), response=outcome)
+    return billing_pb2.SettleCreditResult(status=batch_pb2.ItemStatus(), response=outcome)
 
 
-def _item_status(error: ItemError) -> billing_pb2.ItemStatus:
-    return billing_pb2.ItemStatus(code=error.code, message=error.message)
+def _item_status(error: ItemError) -> batch_pb2.ItemStatus:
+    return batch_pb2.ItemStatus(code=error.code, message=error.message)

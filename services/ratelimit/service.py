@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any, TypeAlias
 import grpc
 from google.protobuf.duration_pb2 import Duration
 
+from apirelay.common.v1 import batch_pb2
 from apirelay.ratelimit.v1 import ratelimit_pb2, ratelimit_pb2_grpc
 from services.common.batch import item_error
 from services.common.interceptor import ErrorTable
@@ -98,7 +99,7 @@ def _acquire_result(result: LeaseResult | RateLimitError) -> ratelimit_pb2.Acqui
     if isinstance(result, RateLimitError):
         return ratelimit_pb2.AcquireLeaseResult(status=_item_status(result))
     return ratelimit_pb2.AcquireLeaseResult(
-        status=ratelimit_pb2.ItemStatus(), response=_acquire_response(result)
+        status=batch_pb2.ItemStatus(), response=_acquire_response(result)
     )
 
 
@@ -106,14 +107,14 @@ def _release_result(result: bool | RateLimitError) -> ratelimit_pb2.ReleaseLease
     if isinstance(result, RateLimitError):
         return ratelimit_pb2.ReleaseLeaseResult(status=_item_status(result))
     return ratelimit_pb2.ReleaseLeaseResult(
-        status=ratelimit_pb2.ItemStatus(),
+        status=batch_pb2.ItemStatus(),
         response=ratelimit_pb2.ReleaseLeaseResponse(released=result),
     )
 
 
-def _item_status(exc: RateLimitError) -> ratelimit_pb2.ItemStatus:
+def _item_status(exc: RateLimitError) -> batch_pb2.ItemStatus:
     error = item_error(exc, ERRORS)
-    return ratelimit_pb2.ItemStatus(code=error.code, message=error.message)
+    return batch_pb2.ItemStatus(code=error.code, message=error.message)
 
 
 def _ceil_ms(duration: Duration) -> int:

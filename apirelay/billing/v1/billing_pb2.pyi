@@ -3,6 +3,7 @@
 isort:skip_file
 """
 
+from apirelay.common.v1 import batch_pb2 as _batch_pb2
 from apirelay.common.v1 import usage_pb2 as _usage_pb2
 from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
@@ -459,34 +460,6 @@ class GetPriceResponse(_message.Message):
 Global___GetPriceResponse: _TypeAlias = GetPriceResponse  # noqa: Y015
 
 @_typing.final
-class ItemStatus(_message.Message):
-    """ItemStatus is the status of one item of a batch call: code 0 (OK) when it was
-    processed, else the gRPC status code the single-item RPC would have failed with.
-    """
-
-    DESCRIPTOR: _descriptor.Descriptor
-
-    CODE_FIELD_NUMBER: _builtins.int
-    MESSAGE_FIELD_NUMBER: _builtins.int
-    code: _builtins.int
-    """A google.rpc.Code value; 0 means OK."""
-    message: _builtins.str
-    """A message safe to log; empty when OK."""
-    def __init__(
-        self,
-        *,
-        code: _builtins.int = ...,
-        message: _builtins.str = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["code", b"code", "message", b"message"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___ItemStatus: _TypeAlias = ItemStatus  # noqa: Y015
-
-@_typing.final
 class ReserveCreditsRequest(_message.Message):
     """ReserveCreditsRequest carries the reservations of several requests."""
 
@@ -543,7 +516,7 @@ class ReserveCreditResult(_message.Message):
     STATUS_FIELD_NUMBER: _builtins.int
     RESPONSE_FIELD_NUMBER: _builtins.int
     @_builtins.property
-    def status(self) -> Global___ItemStatus:
+    def status(self) -> _batch_pb2.ItemStatus:
         """OK, or why this item was not processed (for example INVALID_ARGUMENT)."""
 
     @_builtins.property
@@ -553,7 +526,7 @@ class ReserveCreditResult(_message.Message):
     def __init__(
         self,
         *,
-        status: Global___ItemStatus | None = ...,
+        status: _batch_pb2.ItemStatus | None = ...,
         response: Global___ReserveCreditResponse | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["response", b"response", "status", b"status"]  # noqa: Y015
@@ -621,7 +594,7 @@ class SettleCreditResult(_message.Message):
     STATUS_FIELD_NUMBER: _builtins.int
     RESPONSE_FIELD_NUMBER: _builtins.int
     @_builtins.property
-    def status(self) -> Global___ItemStatus:
+    def status(self) -> _batch_pb2.ItemStatus:
         """OK, or why this item was not processed (NOT_FOUND for an unknown hold, ...)."""
 
     @_builtins.property
@@ -631,7 +604,7 @@ class SettleCreditResult(_message.Message):
     def __init__(
         self,
         *,
-        status: Global___ItemStatus | None = ...,
+        status: _batch_pb2.ItemStatus | None = ...,
         response: Global___SettleCreditResponse | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["response", b"response", "status", b"status"]  # noqa: Y015

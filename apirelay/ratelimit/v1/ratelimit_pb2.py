@@ -22,46 +22,45 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from apirelay.common.v1 import batch_pb2 as apirelay_dot_common_dot_v1_dot_batch__pb2
 from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n%apirelay/ratelimit/v1/ratelimit.proto\x12\x15\x61pirelay.ratelimit.v1\x1a\x1egoogle/protobuf/duration.proto\"7\n\x06Limits\x12\x0b\n\x03rpm\x18\x01 \x01(\x03\x12\x0b\n\x03tpm\x18\x02 \x01(\x03\x12\x13\n\x0b\x63oncurrency\x18\x03 \x01(\x03\"\x8f\x01\n\x0bLimitStatus\x12.\n\x04kind\x18\x01 \x01(\x0e\x32 .apirelay.ratelimit.v1.LimitKind\x12\r\n\x05limit\x18\x02 \x01(\x03\x12\x11\n\tremaining\x18\x03 \x01(\x03\x12.\n\x0breset_after\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\"\xb1\x01\n\x13\x41\x63quireLeaseRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x0f\n\x07subject\x18\x02 \x01(\t\x12-\n\x06limits\x18\x03 \x01(\x0b\x32\x1d.apirelay.ratelimit.v1.Limits\x12\x18\n\x10\x65stimated_tokens\x18\x04 \x01(\x03\x12,\n\tlease_ttl\x18\x05 \x01(\x0b\x32\x19.google.protobuf.Duration\"\xcb\x01\n\x14\x41\x63quireLeaseResponse\x12\x36\n\x08\x64\x65\x63ision\x18\x01 \x01(\x0e\x32$.apirelay.ratelimit.v1.LeaseDecision\x12\x33\n\tdenied_by\x18\x02 \x01(\x0e\x32 .apirelay.ratelimit.v1.LimitKind\x12\x34\n\x08statuses\x18\x03 \x03(\x0b\x32\".apirelay.ratelimit.v1.LimitStatus\x12\x10\n\x08lease_id\x18\x04 \x01(\t\"O\n\x13ReleaseLeaseRequest\x12\x10\n\x08lease_id\x18\x01 \x01(\t\x12\x0f\n\x07subject\x18\x02 \x01(\t\x12\x15\n\ractual_tokens\x18\x03 \x01(\x03\"(\n\x14ReleaseLeaseResponse\x12\x10\n\x08released\x18\x01 \x01(\x08\"+\n\nItemStatus\x12\x0c\n\x04\x63ode\x18\x01 \x01(\x05\x12\x0f\n\x07message\x18\x02 \x01(\t\"R\n\x14\x41\x63quireLeasesRequest\x12:\n\x06leases\x18\x01 \x03(\x0b\x32*.apirelay.ratelimit.v1.AcquireLeaseRequest\"S\n\x15\x41\x63quireLeasesResponse\x12:\n\x07results\x18\x01 \x03(\x0b\x32).apirelay.ratelimit.v1.AcquireLeaseResult\"\x86\x01\n\x12\x41\x63quireLeaseResult\x12\x31\n\x06status\x18\x01 \x01(\x0b\x32!.apirelay.ratelimit.v1.ItemStatus\x12=\n\x08response\x18\x02 \x01(\x0b\x32+.apirelay.ratelimit.v1.AcquireLeaseResponse\"R\n\x14ReleaseLeasesRequest\x12:\n\x06leases\x18\x01 \x03(\x0b\x32*.apirelay.ratelimit.v1.ReleaseLeaseRequest\"S\n\x15ReleaseLeasesResponse\x12:\n\x07results\x18\x01 \x03(\x0b\x32).apirelay.ratelimit.v1.ReleaseLeaseResult\"\x86\x01\n\x12ReleaseLeaseResult\x12\x31\n\x06status\x18\x01 \x01(\x0b\x32!.apirelay.ratelimit.v1.ItemStatus\x12=\n\x08response\x18\x02 \x01(\x0b\x32+.apirelay.ratelimit.v1.ReleaseLeaseResponse*k\n\tLimitKind\x12\x1a\n\x16LIMIT_KIND_UNSPECIFIED\x10\x00\x12\x12\n\x0eLIMIT_KIND_RPM\x10\x01\x12\x12\n\x0eLIMIT_KIND_TPM\x10\x02\x12\x1a\n\x16LIMIT_KIND_CONCURRENCY\x10\x03*f\n\rLeaseDecision\x12\x1e\n\x1aLEASE_DECISION_UNSPECIFIED\x10\x00\x12\x1a\n\x16LEASE_DECISION_ALLOWED\x10\x01\x12\x19\n\x15LEASE_DECISION_DENIED\x10\x02\x32\xbc\x03\n\x10RateLimitService\x12g\n\x0c\x41\x63quireLease\x12*.apirelay.ratelimit.v1.AcquireLeaseRequest\x1a+.apirelay.ratelimit.v1.AcquireLeaseResponse\x12g\n\x0cReleaseLease\x12*.apirelay.ratelimit.v1.ReleaseLeaseRequest\x1a+.apirelay.ratelimit.v1.ReleaseLeaseResponse\x12j\n\rAcquireLeases\x12+.apirelay.ratelimit.v1.AcquireLeasesRequest\x1a,.apirelay.ratelimit.v1.AcquireLeasesResponse\x12j\n\rReleaseLeases\x12+.apirelay.ratelimit.v1.ReleaseLeasesRequest\x1a,.apirelay.ratelimit.v1.ReleaseLeasesResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n%apirelay/ratelimit/v1/ratelimit.proto\x12\x15\x61pirelay.ratelimit.v1\x1a\x1e\x61pirelay/common/v1/batch.proto\x1a\x1egoogle/protobuf/duration.proto\"7\n\x06Limits\x12\x0b\n\x03rpm\x18\x01 \x01(\x03\x12\x0b\n\x03tpm\x18\x02 \x01(\x03\x12\x13\n\x0b\x63oncurrency\x18\x03 \x01(\x03\"\x8f\x01\n\x0bLimitStatus\x12.\n\x04kind\x18\x01 \x01(\x0e\x32 .apirelay.ratelimit.v1.LimitKind\x12\r\n\x05limit\x18\x02 \x01(\x03\x12\x11\n\tremaining\x18\x03 \x01(\x03\x12.\n\x0breset_after\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\"\xb1\x01\n\x13\x41\x63quireLeaseRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x0f\n\x07subject\x18\x02 \x01(\t\x12-\n\x06limits\x18\x03 \x01(\x0b\x32\x1d.apirelay.ratelimit.v1.Limits\x12\x18\n\x10\x65stimated_tokens\x18\x04 \x01(\x03\x12,\n\tlease_ttl\x18\x05 \x01(\x0b\x32\x19.google.protobuf.Duration\"\xcb\x01\n\x14\x41\x63quireLeaseResponse\x12\x36\n\x08\x64\x65\x63ision\x18\x01 \x01(\x0e\x32$.apirelay.ratelimit.v1.LeaseDecision\x12\x33\n\tdenied_by\x18\x02 \x01(\x0e\x32 .apirelay.ratelimit.v1.LimitKind\x12\x34\n\x08statuses\x18\x03 \x03(\x0b\x32\".apirelay.ratelimit.v1.LimitStatus\x12\x10\n\x08lease_id\x18\x04 \x01(\t\"O\n\x13ReleaseLeaseRequest\x12\x10\n\x08lease_id\x18\x01 \x01(\t\x12\x0f\n\x07subject\x18\x02 \x01(\t\x12\x15\n\ractual_tokens\x18\x03 \x01(\x03\"(\n\x14ReleaseLeaseResponse\x12\x10\n\x08released\x18\x01 \x01(\x08\"R\n\x14\x41\x63quireLeasesRequest\x12:\n\x06leases\x18\x01 \x03(\x0b\x32*.apirelay.ratelimit.v1.AcquireLeaseRequest\"S\n\x15\x41\x63quireLeasesResponse\x12:\n\x07results\x18\x01 \x03(\x0b\x32).apirelay.ratelimit.v1.AcquireLeaseResult\"\x83\x01\n\x12\x41\x63quireLeaseResult\x12.\n\x06status\x18\x01 \x01(\x0b\x32\x1e.apirelay.common.v1.ItemStatus\x12=\n\x08response\x18\x02 \x01(\x0b\x32+.apirelay.ratelimit.v1.AcquireLeaseResponse\"R\n\x14ReleaseLeasesRequest\x12:\n\x06leases\x18\x01 \x03(\x0b\x32*.apirelay.ratelimit.v1.ReleaseLeaseRequest\"S\n\x15ReleaseLeasesResponse\x12:\n\x07results\x18\x01 \x03(\x0b\x32).apirelay.ratelimit.v1.ReleaseLeaseResult\"\x83\x01\n\x12ReleaseLeaseResult\x12.\n\x06status\x18\x01 \x01(\x0b\x32\x1e.apirelay.common.v1.ItemStatus\x12=\n\x08response\x18\x02 \x01(\x0b\x32+.apirelay.ratelimit.v1.ReleaseLeaseResponse*k\n\tLimitKind\x12\x1a\n\x16LIMIT_KIND_UNSPECIFIED\x10\x00\x12\x12\n\x0eLIMIT_KIND_RPM\x10\x01\x12\x12\n\x0eLIMIT_KIND_TPM\x10\x02\x12\x1a\n\x16LIMIT_KIND_CONCURRENCY\x10\x03*f\n\rLeaseDecision\x12\x1e\n\x1aLEASE_DECISION_UNSPECIFIED\x10\x00\x12\x1a\n\x16LEASE_DECISION_ALLOWED\x10\x01\x12\x19\n\x15LEASE_DECISION_DENIED\x10\x02\x32\xbc\x03\n\x10RateLimitService\x12g\n\x0c\x41\x63quireLease\x12*.apirelay.ratelimit.v1.AcquireLeaseRequest\x1a+.apirelay.ratelimit.v1.AcquireLeaseResponse\x12g\n\x0cReleaseLease\x12*.apirelay.ratelimit.v1.ReleaseLeaseRequest\x1a+.apirelay.ratelimit.v1.ReleaseLeaseResponse\x12j\n\rAcquireLeases\x12+.apirelay.ratelimit.v1.AcquireLeasesRequest\x1a,.apirelay.ratelimit.v1.AcquireLeasesResponse\x12j\n\rReleaseLeases\x12+.apirelay.ratelimit.v1.ReleaseLeasesRequest\x1a,.apirelay.ratelimit.v1.ReleaseLeasesResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'apirelay.ratelimit.v1.ratelimit_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_LIMITKIND']._serialized_start=1465
-  _globals['_LIMITKIND']._serialized_end=1572
-  _globals['_LEASEDECISION']._serialized_start=1574
-  _globals['_LEASEDECISION']._serialized_end=1676
-  _globals['_LIMITS']._serialized_start=96
-  _globals['_LIMITS']._serialized_end=151
-  _globals['_LIMITSTATUS']._serialized_start=154
-  _globals['_LIMITSTATUS']._serialized_end=297
-  _globals['_ACQUIRELEASEREQUEST']._serialized_start=300
-  _globals['_ACQUIRELEASEREQUEST']._serialized_end=477
-  _globals['_ACQUIRELEASERESPONSE']._serialized_start=480
-  _globals['_ACQUIRELEASERESPONSE']._serialized_end=683
-  _globals['_RELEASELEASEREQUEST']._serialized_start=685
-  _globals['_RELEASELEASEREQUEST']._serialized_end=764
-  _globals['_RELEASELEASERESPONSE']._serialized_start=766
-  _globals['_RELEASELEASERESPONSE']._serialized_end=806
-  _globals['_ITEMSTATUS']._serialized_start=808
-  _globals['_ITEMSTATUS']._serialized_end=851
-  _globals['_ACQUIRELEASESREQUEST']._serialized_start=853
-  _globals['_ACQUIRELEASESREQUEST']._serialized_end=935
-  _globals['_ACQUIRELEASESRESPONSE']._serialized_start=937
-  _globals['_ACQUIRELEASESRESPONSE']._serialized_end=1020
-  _globals['_ACQUIRELEASERESULT']._serialized_start=1023
-  _globals['_ACQUIRELEASERESULT']._serialized_end=1157
-  _globals['_RELEASELEASESREQUEST']._serialized_start=1159
-  _globals['_RELEASELEASESREQUEST']._serialized_end=1241
-  _globals['_RELEASELEASESRESPONSE']._serialized_start=1243
-  _globals['_RELEASELEASESRESPONSE']._serialized_end=1326
-  _globals['_RELEASELEASERESULT']._serialized_start=1329
-  _globals['_RELEASELEASERESULT']._serialized_end=1463
-  _globals['_RATELIMITSERVICE']._serialized_start=1679
-  _globals['_RATELIMITSERVICE']._serialized_end=2123
+  _globals['_LIMITKIND']._serialized_start=1446
+  _globals['_LIMITKIND']._serialized_end=1553
+  _globals['_LEASEDECISION']._serialized_start=1555
+  _globals['_LEASEDECISION']._serialized_end=1657
+  _globals['_LIMITS']._serialized_start=128
+  _globals['_LIMITS']._serialized_end=183
+  _globals['_LIMITSTATUS']._serialized_start=186
+  _globals['_LIMITSTATUS']._serialized_end=329
+  _globals['_ACQUIRELEASEREQUEST']._serialized_start=332
+  _globals['_ACQUIRELEASEREQUEST']._serialized_end=509
+  _globals['_ACQUIRELEASERESPONSE']._serialized_start=512
+  _globals['_ACQUIRELEASERESPONSE']._serialized_end=715
+  _globals['_RELEASELEASEREQUEST']._serialized_start=717
+  _globals['_RELEASELEASEREQUEST']._serialized_end=796
+  _globals['_RELEASELEASERESPONSE']._serialized_start=798
+  _globals['_RELEASELEASERESPONSE']._serialized_end=838
+  _globals['_ACQUIRELEASESREQUEST']._serialized_start=840
+  _globals['_ACQUIRELEASESREQUEST']._serialized_end=922
+  _globals['_ACQUIRELEASESRESPONSE']._serialized_start=924
+  _globals['_ACQUIRELEASESRESPONSE']._serialized_end=1007
+  _globals['_ACQUIRELEASERESULT']._serialized_start=1010
+  _globals['_ACQUIRELEASERESULT']._serialized_end=1141
+  _globals['_RELEASELEASESREQUEST']._serialized_start=1143
+  _globals['_RELEASELEASESREQUEST']._serialized_end=1225
+  _globals['_RELEASELEASESRESPONSE']._serialized_start=1227
+  _globals['_RELEASELEASESRESPONSE']._serialized_end=1310
+  _globals['_RELEASELEASERESULT']._serialized_start=1313
+  _globals['_RELEASELEASERESULT']._serialized_end=1444
+  _globals['_RATELIMITSERVICE']._serialized_start=1660
+  _globals['_RATELIMITSERVICE']._serialized_end=2104
 # @@protoc_insertion_point(module_scope)

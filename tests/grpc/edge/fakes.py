@@ -17,7 +17,7 @@ from google.protobuf.duration_pb2 import Duration
 
 from apirelay.auth.v1 import auth_pb2, auth_pb2_grpc
 from apirelay.billing.v1 import billing_pb2, billing_pb2_grpc
-from apirelay.common.v1 import usage_pb2
+from apirelay.common.v1 import batch_pb2, usage_pb2
 from apirelay.ratelimit.v1 import ratelimit_pb2, ratelimit_pb2_grpc
 from apirelay.router.v1 import router_pb2, router_pb2_grpc
 
@@ -27,8 +27,8 @@ KEY_ID = "key_1"
 ACCOUNT_ID = "acct_1"
 MODEL = "gpt-test"
 OTHER_MODEL = "gpt-other"
-OK_RL = ratelimit_pb2.ItemStatus(code=0)
-OK_BILLING = billing_pb2.ItemStatus(code=0)
+OK_RL = batch_pb2.ItemStatus(code=0)
+OK_BILLING = batch_pb2.ItemStatus(code=0)
 
 
 def _rid(context: Any) -> str:
