@@ -5,25 +5,24 @@ failed call is converted here, once, from `grpc.aio.AioRpcError` into UpstreamEr
 The hot-path calls (lease acquire and release, credit reserve and settle) go through
 Batchers to the batch RPCs: a batch call carries its first item's request id (each
 item carries its own), and an item's failure becomes the UpstreamError the single RPC
-would have raised.
+would have raised (edge.batch_results).
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
-from types import MappingProxyType
-from typing import Any, Protocol, TypeVar
+from typing import Any, TypeVar
 
 import grpc
 
 from apirelay.auth.v1 import auth_pb2, auth_pb2_grpc
 from apirelay.billing.v1 import billing_pb2, billing_pb2_grpc
-from apirelay.common.v1 import batch_pb2
 from apirelay.ratelimit.v1 import ratelimit_pb2, ratelimit_pb2_grpc
 from apirelay.router.v1 import router_pb2, router_pb2_grpc
 from edge import translate
+from edge.batch_results import TaggedRelease, charged, outcomes, released
 from edge.batching import DEFAULT_MAX_BATCH, DEFAULT_MAX_IN_FLIGHT, Batcher
 from edge.domain import (
     AuthOutcome,
@@ -40,11 +39,7 @@ from edge.errors import UpstreamError
 from services.common.context import REQUEST_ID_HEADER
 
 T = TypeVar("T")
-M = TypeVar("M")
-M_co = TypeVar("M_co", covariant=True)
 Metadata = tuple[tuple[str, str], ...]
-
-_CODES = MappingProxyType({code.value[0]: code for code in grpc.StatusCode})
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,21 +48,6 @@ class BatchLimits:
 
     max_in_flight: int = DEFAULT_MAX_IN_FLIGHT
     max_batch: int = DEFAULT_MAX_BATCH
-
-
-@dataclass(frozen=True, slots=True)
-class _TaggedRelease:
-    """A lease release with the request id it is sent for."""
-
-    request_id: str
-    message: ratelimit_pb2.ReleaseLeaseRequest
-
-
-class _ItemResult(Protocol[M_co]):
-    @property
-    def status(self) -> batch_pb2.ItemStatus: ...
-    @property
-    def response(self) -> M_co: ...
 
 
 def _metadata(request_id: str) -> Metadata:
@@ -79,24 +59,6 @@ async def _unary(service: str, call: Awaitable[T]) -> T:
         return await call
     except grpc.aio.AioRpcError as exc:
         raise UpstreamError(service, exc.code(), exc.details() or "") from None
-
-
-def _outcomes(
-    service: str, results: Sequence[_ItemResult[M]], count: int, convert: Callable[[M], T]
-) -> list[T | Exception]:
-    """One outcome per item of a batch call: the converted response or its UpstreamError."""
-    if len(results) != count:
-        raise UpstreamError(
-            service, grpc.StatusCode.INTERNAL, f"{len(results)} result(s) for {count} item(s)"
-        )
-    return [
-        convert(result.response) if result.status.code == 0
-        else UpstreamError(
-            service, _CODES.get(result.status.code, grpc.StatusCode.UNKNOWN),
-            result.status.message,
-        )
-        for result in results
-    ]
 
 
 class AuthClient:
@@ -129,7 +91,7 @@ class RateLimitClient:
             self._acquire_batch, "acquire_lease",
             max_in_flight=limits.max_in_flight, max_batch=limits.max_batch,
         )
-        self._releases = Batcher[_TaggedRelease, bool](
+        self._releases = Batcher[TaggedRelease, bool](
             self._release_batch, "release_lease",
             max_in_flight=limits.max_in_flight, max_batch=limits.max_batch,
         )
@@ -146,7 +108,7 @@ class RateLimitClient:
         request = ratelimit_pb2.ReleaseLeaseRequest(
             lease_id=lease_id, subject=subject, actual_tokens=actual_tokens
         )
-        return await self._releases.submit(_TaggedRelease(request_id, request))
+        return await self._releases.submit(TaggedRelease(request_id, request))
 
     async def _acquire_batch(
         self, items: Sequence[ratelimit_pb2.AcquireLeaseRequest]
@@ -156,16 +118,16 @@ class RateLimitClient:
             metadata=_metadata(items[0].request_id),
         )
         results = (await _unary("ratelimit", call)).results
-        return _outcomes("ratelimit", results, len(items), translate.lease)
+        return outcomes("ratelimit", results, len(items), translate.lease)
 
-    async def _release_batch(self, items: Sequence[_TaggedRelease]) -> list[bool | Exception]:
+    async def _release_batch(self, items: Sequence[TaggedRelease]) -> list[bool | Exception]:
         call = self._stub.ReleaseLeases(
             ratelimit_pb2.ReleaseLeasesRequest(leases=[item.message for item in items]),
             timeout=self._timeout,
             metadata=_metadata(items[0].request_id),
         )
         results = (await _unary("ratelimit", call)).results
-        return _outcomes("ratelimit", results, len(items), _released)
+        return outcomes("ratelimit", results, len(items), released)
 
 
 class BillingClient:
@@ -221,7 +183,7 @@ class BillingClient:
             metadata=_metadata(items[0].request_id),
         )
         results = (await _unary("billing", call)).results
-        return _outcomes("billing", results, len(items), translate.reservation)
+        return outcomes("billing", results, len(items), translate.reservation)
 
     async def _settle_batch(
         self, items: Sequence[billing_pb2.SettleCreditRequest]
@@ -231,15 +193,7 @@ class BillingClient:
             metadata=_metadata(items[0].request_id),
         )
         results = (await _unary("billing", call)).results
-        return _outcomes("billing", results, len(items), _charged)
-
-
-def _released(response: ratelimit_pb2.ReleaseLeaseResponse) -> bool:
-    return bool(response.released)
-
-
-def _charged(response: billing_pb2.SettleCreditResponse) -> int:
-    return int(response.charged_nanos)
+        return outcomes("billing", results, len(items), charged)
 
 
 class ChatStream:

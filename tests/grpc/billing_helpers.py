@@ -1,0 +1,114 @@
+"""Shared by the BillingService gRPC tests: a served billing on SQLite, request builders."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, TypeAlias
+
+import grpc
+import yaml  # type: ignore[import-untyped]
+from prometheus_client import REGISTRY
+
+from apirelay.billing.v1 import billing_pb2, billing_pb2_grpc
+from apirelay.common.v1 import usage_pb2
+from services.billing.config import Settings
+from services.billing.server import start
+
+ADMIN_KEY = "test-admin-key"
+ADMIN = (("authorization", f"Bearer {ADMIN_KEY}"),)
+CONFIG = {
+    "models": [
+        {"id": "m", "price": {"prompt": 150, "completion": 600, "cached_prompt": 75}},
+        {"id": "free", "price": {"prompt": 0, "completion": 0}},
+        {"id": "unpriced"},
+    ],
+    "groups": {"default": 10_000, "vip": 8_500},
+}
+RESERVED = billing_pb2.RESERVE_DECISION_RESERVED
+INSUFFICIENT = billing_pb2.RESERVE_DECISION_INSUFFICIENT_BALANCE
+NOT_PRICED = billing_pb2.RESERVE_DECISION_MODEL_NOT_PRICED
+
+if TYPE_CHECKING:
+    # Exists only in the generated .pyi: the stub's type when built on an aio channel.
+    Stub: TypeAlias = billing_pb2_grpc.BillingServiceAsyncStub
+
+
+@asynccontextmanager
+async def serve_billing(tmp_path: Path, admin_key: str = ADMIN_KEY) -> AsyncIterator[Stub]:
+    """A BillingService on 127.0.0.1:0 with CONFIG and a fresh SQLite database, and its stub."""
+    config = tmp_path / "apirelay.yaml"
+    config.write_text(yaml.safe_dump(CONFIG), encoding="utf-8")
+    settings = Settings(
+        listen_addr="127.0.0.1:0",
+        database_url=f"sqlite+aiosqlite:///{tmp_path / 'data' / 'billing.db'}",
+        config_path=str(config),
+        admin_key=admin_key,
+    )
+    started = await start(settings)
+    channel = grpc.aio.insecure_channel(f"127.0.0.1:{started.port}")
+    try:
+        yield billing_pb2_grpc.BillingServiceStub(channel)
+    finally:
+        await channel.close()
+        await started.stop(0)
+
+
+def uid(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:12]}"
+
+
+async def fund(stub: Stub, amount: int) -> str:
+    account = uid("acc")
+    await stub.AddCredit(
+        billing_pb2.AddCreditRequest(account_id=account, amount_nanos=amount), metadata=ADMIN
+    )
+    return account
+
+
+def reserve(
+    account: str,
+    request_id: str,
+    prompt: int = 100,
+    max_completion: int = 50,
+    model: str = "m",
+    group: str = "default",
+) -> billing_pb2.ReserveCreditRequest:
+    return billing_pb2.ReserveCreditRequest(
+        request_id=request_id,
+        account_id=account,
+        key_id="key-1",
+        group=group,
+        model=model,
+        prompt_tokens=prompt,
+        max_completion_tokens=max_completion,
+    )
+
+
+def settle(
+    request_id: str,
+    prompt: int = 100,
+    completion: int = 20,
+    cached: int = 0,
+    source: usage_pb2.UsageSource.ValueType = usage_pb2.USAGE_SOURCE_UPSTREAM,
+) -> billing_pb2.SettleCreditRequest:
+    usage = usage_pb2.Usage(
+        prompt_tokens=prompt,
+        completion_tokens=completion,
+        total_tokens=prompt + completion,
+        cached_prompt_tokens=cached,
+    )
+    return billing_pb2.SettleCreditRequest(
+        request_id=request_id, usage=usage, usage_source=source, channel="demo-mock"
+    )
+
+
+async def balance(stub: Stub, account: str) -> billing_pb2.Wallet:
+    reply = await stub.GetBalance(billing_pb2.GetBalanceRequest(account_id=account), metadata=ADMIN)
+    return reply.wallet
+
+
+def sample(name: str, labels: dict[str, str] | None = None) -> float:
+    return REGISTRY.get_sample_value(name, labels or {}) or 0.0
