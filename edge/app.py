@@ -6,6 +6,7 @@ import logging
 from collections.abc import AsyncIterator
 
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 
 from edge.auth import Authenticator, PrincipalCache
 from edge.catalog import ModelCatalog
@@ -18,6 +19,7 @@ from edge.clients import (
     RouterClient,
 )
 from edge.config import Settings
+from edge.cors import CorsPolicy, cors_headers_hook, preflight_middleware
 from edge.keys import (
     AUTHENTICATOR,
     CATALOG,
@@ -27,7 +29,7 @@ from edge.keys import (
     SETTLER,
     Lifecycle,
 )
-from edge.middlewares import request_context, require_auth
+from edge.middlewares import request_context, require_auth, stamp_processing_time
 from edge.routes import setup_routes
 from edge.settlement import Settler
 from services.common.context import get_request_id
@@ -39,10 +41,11 @@ logger = logging.getLogger(__name__)
 
 def create_app(settings: Settings) -> web.Application:
     """A ready-to-run edge application for `settings`."""
-    app = web.Application(
-        client_max_size=settings.max_body_bytes,
-        middlewares=[request_context, require_auth],
-    )
+    cors = CorsPolicy.of(settings.cors_origins) if settings.cors_origins else None
+    middlewares: list[Middleware] = [request_context, require_auth]
+    if cors is not None:
+        middlewares.insert(1, preflight_middleware(cors))  # preflights carry no key
+    app = web.Application(client_max_size=settings.max_body_bytes, middlewares=middlewares)
     app[SETTINGS] = settings
     app[LIFECYCLE] = Lifecycle()
     app.cleanup_ctx.append(_service_clients)
@@ -50,6 +53,9 @@ def create_app(settings: Settings) -> web.Application:
     app.on_startup.append(_start_metrics)
     app.on_shutdown.append(_start_draining)
     app.on_response_prepare.append(_hide_server_header)
+    app.on_response_prepare.append(stamp_processing_time)
+    if cors is not None:
+        app.on_response_prepare.append(cors_headers_hook(cors))
     setup_routes(app)
     return app
 

@@ -46,6 +46,7 @@ class Settings:
     batch_max_in_flight: int = DEFAULT_BATCH_MAX_IN_FLIGHT
     batch_max_items: int = DEFAULT_BATCH_MAX_ITEMS
     log_level: str = "INFO"
+    cors_origins: tuple[str, ...] = ()
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> Settings:
@@ -78,7 +79,14 @@ class Settings:
             ),
             batch_max_items=_count(environ, "EDGE_BATCH_MAX_ITEMS", DEFAULT_BATCH_MAX_ITEMS),
             log_level=environ.get("EDGE_LOG_LEVEL", "INFO"),
+            cors_origins=_origins(environ.get("EDGE_CORS_ORIGINS", "")),
         )
+
+
+def _origins(raw: str) -> tuple[str, ...]:
+    # Browsers send `scheme://host[:port]` in lower case and without a trailing slash.
+    cleaned = (part.strip().rstrip("/").lower() for part in raw.split(","))
+    return tuple(origin for origin in cleaned if origin)
 
 
 def _int(name: str, raw: str) -> int:

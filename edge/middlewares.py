@@ -1,4 +1,7 @@
-"""Middlewares: request id, error envelope and metrics (outer); authentication (inner)."""
+"""Middlewares: request id, error envelope and metrics (outer); authentication (inner).
+
+`stamp_processing_time` is the `on_response_prepare` hook adding `openai-processing-ms`.
+"""
 
 from __future__ import annotations
 
@@ -25,6 +28,7 @@ logger = logging.getLogger(__name__)
 MAX_REQUEST_ID_LENGTH = 128
 _UNSAFE_ID_CHARS = re.compile(r"[^A-Za-z0-9._:\-]")
 _CLIENT_CLOSED = "499"
+PROCESSING_MS_HEADER = "openai-processing-ms"
 
 
 def request_id_from(header: str | None) -> str:
@@ -87,6 +91,14 @@ def http_error(request: web.Request, exc: web.HTTPException) -> ApiError:
     else:
         message = exc.reason
     return ApiError(exc.status, ErrorType.INVALID_REQUEST, message)
+
+
+async def stamp_processing_time(request: web.Request, response: web.StreamResponse) -> None:
+    """Add `openai-processing-ms` to a `/v1/*` response (a stream: time to its headers)."""
+    started = request.get(STARTED_AT)
+    if started is not None and request.path.startswith("/v1/"):
+        elapsed_ms = int((time.perf_counter() - started) * 1000)
+        response.headers[PROCESSING_MS_HEADER] = str(elapsed_ms)
 
 
 def _route_label(request: web.Request) -> str:

@@ -29,3 +29,5 @@ class ErrorCode(enum.StrEnum):
     RATE_LIMIT_EXCEEDED = "rate_limit_exceeded"
     INSUFFICIENT_QUOTA = "insufficient_quota"
     INVALID_JSON = "invalid_json"
+    UNSUPPORTED_ENDPOINT = "unsupported_endpoint"
+    ORIGIN_NOT_ALLOWED = "origin_not_allowed"

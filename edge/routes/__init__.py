@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from edge.routes import chat_completions, health, models
+from edge.routes import chat_completions, health, models, unsupported
 
 
 def setup_routes(app: web.Application) -> None:
@@ -12,3 +12,4 @@ def setup_routes(app: web.Application) -> None:
     app.router.add_routes(chat_completions.routes)
     app.router.add_routes(models.routes)
     app.router.add_routes(health.routes)
+    app.router.add_routes(unsupported.routes)

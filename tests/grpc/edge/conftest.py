@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -37,9 +38,9 @@ def auth(secret: str = SECRET) -> dict[str, str]:
     return {"Authorization": f"Bearer {secret}"}
 
 
-@pytest.fixture
-async def edge() -> AsyncIterator[Edge]:
-    """A fresh edge and fresh fakes for one test."""
+@asynccontextmanager
+async def open_edge(**overrides: Any) -> AsyncIterator[Edge]:
+    """A fresh edge (settings changed by `overrides`) and fresh fakes."""
     fakes = await start_fakes()
     settings = replace(
         Settings(),
@@ -47,10 +48,17 @@ async def edge() -> AsyncIterator[Edge]:
         billing_addr=fakes.address, router_addr=fakes.address,
         keepalive_s=0.05, rpc_timeout_s=2.0, request_timeout_s=10.0, max_body_bytes=64 * 1024,
     )
-    client = TestClient(TestServer(create_app(settings)))
+    client = TestClient(TestServer(create_app(replace(settings, **overrides))))
     await client.start_server()
     try:
         yield Edge(client, fakes)
     finally:
         await client.close()
         await fakes.server.stop(None)
+
+
+@pytest.fixture
+async def edge() -> AsyncIterator[Edge]:
+    """A fresh edge and fresh fakes for one test."""
+    async with open_edge() as running:
+        yield running
