@@ -20,10 +20,12 @@ from edge.clients import (
 )
 from edge.config import Settings
 from edge.cors import CorsPolicy, cors_headers_hook, preflight_middleware
+from edge.idempotency import IdempotencyStore, MemoryIdempotencyStore, RedisIdempotencyStore
 from edge.keys import (
     AUTHENTICATOR,
     CATALOG,
     CLIENTS,
+    IDEMPOTENCY,
     LIFECYCLE,
     SETTINGS,
     SETTLER,
@@ -50,6 +52,7 @@ def create_app(settings: Settings) -> web.Application:
     app[LIFECYCLE] = Lifecycle()
     app.cleanup_ctx.append(_service_clients)
     app.cleanup_ctx.append(_settlement)
+    app.cleanup_ctx.append(_idempotency)
     app.on_startup.append(_start_metrics)
     app.on_shutdown.append(_start_draining)
     app.on_response_prepare.append(_hide_server_header)
@@ -103,6 +106,30 @@ async def _settlement(app: web.Application) -> AsyncIterator[None]:
     if settler.pending:
         logger.info("waiting for %d pending settlement call(s)", settler.pending)
     await settler.drain()
+
+
+PENDING_CLAIM_MARGIN_S = 60.0
+
+
+def open_idempotency_store(settings: Settings) -> IdempotencyStore:
+    """Redis when `EDGE_REDIS_URL` is set (shared by replicas), else this process's memory."""
+    # A claim outlives the longest request by a margin, then a dead edge's claim lapses.
+    pending_ttl_s = settings.request_timeout_s + PENDING_CLAIM_MARGIN_S
+    if settings.redis_url:
+        return RedisIdempotencyStore.from_url(
+            settings.redis_url, settings.idempotency_ttl_s, pending_ttl_s
+        )
+    return MemoryIdempotencyStore(
+        settings.idempotency_ttl_s, pending_ttl_s, settings.idempotency_max_entries
+    )
+
+
+async def _idempotency(app: web.Application) -> AsyncIterator[None]:
+    store = app[IDEMPOTENCY] = open_idempotency_store(app[SETTINGS])
+    try:
+        yield
+    finally:
+        await store.close()
 
 
 async def _start_metrics(app: web.Application) -> None:

@@ -22,6 +22,8 @@ DEFAULT_RPC_TIMEOUT_S = 5.0
 DEFAULT_SHUTDOWN_GRACE_S = 120.0
 DEFAULT_BATCH_MAX_IN_FLIGHT = 2
 DEFAULT_BATCH_MAX_ITEMS = 128
+DEFAULT_IDEMPOTENCY_TTL_S = 86_400.0
+DEFAULT_IDEMPOTENCY_MAX_ENTRIES = 10_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +49,9 @@ class Settings:
     batch_max_items: int = DEFAULT_BATCH_MAX_ITEMS
     log_level: str = "INFO"
     cors_origins: tuple[str, ...] = ()
+    idempotency_ttl_s: float = DEFAULT_IDEMPOTENCY_TTL_S
+    idempotency_max_entries: int = DEFAULT_IDEMPOTENCY_MAX_ENTRIES
+    redis_url: str = ""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> Settings:
@@ -80,6 +85,11 @@ class Settings:
             batch_max_items=_count(environ, "EDGE_BATCH_MAX_ITEMS", DEFAULT_BATCH_MAX_ITEMS),
             log_level=environ.get("EDGE_LOG_LEVEL", "INFO"),
             cors_origins=_origins(environ.get("EDGE_CORS_ORIGINS", "")),
+            idempotency_ttl_s=_float(environ, "EDGE_IDEMPOTENCY_TTL_S", DEFAULT_IDEMPOTENCY_TTL_S),
+            idempotency_max_entries=_count(
+                environ, "EDGE_IDEMPOTENCY_MAX_ENTRIES", DEFAULT_IDEMPOTENCY_MAX_ENTRIES
+            ),
+            redis_url=environ.get("EDGE_REDIS_URL", ""),
         )
 
 

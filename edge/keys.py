@@ -11,6 +11,7 @@ from edge.catalog import ModelCatalog
 from edge.clients import Clients
 from edge.config import Settings
 from edge.domain import Principal
+from edge.idempotency import IdempotencyStore
 from edge.settlement import Settler
 
 
@@ -27,6 +28,7 @@ CLIENTS = web.AppKey("clients", Clients)
 AUTHENTICATOR = web.AppKey("authenticator", Authenticator)
 CATALOG = web.AppKey("catalog", ModelCatalog)
 SETTLER = web.AppKey("settler", Settler)
+IDEMPOTENCY: web.AppKey[IdempotencyStore] = web.AppKey("idempotency")
 
 REQUEST_ID = web.RequestKey("request_id", str)
 PRINCIPAL = web.RequestKey("principal", Principal)

@@ -31,3 +31,6 @@ class ErrorCode(enum.StrEnum):
     INVALID_JSON = "invalid_json"
     UNSUPPORTED_ENDPOINT = "unsupported_endpoint"
     ORIGIN_NOT_ALLOWED = "origin_not_allowed"
+    INVALID_IDEMPOTENCY_KEY = "invalid_idempotency_key"
+    IDEMPOTENCY_KEY_IN_USE = "idempotency_key_in_use"
+    IDEMPOTENCY_KEY_REUSED = "idempotency_key_reused"

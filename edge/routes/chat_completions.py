@@ -2,7 +2,8 @@
 
 Parse and validate once, check the model, estimate, admit (lease and hold in
 parallel), then call the router with the client's original body bytes. However the
-request ends, its Outcome goes to the Settler exactly once.
+request ends, its Outcome goes to the Settler exactly once. A non-streaming request with
+an `Idempotency-Key` is claimed after validation and before admission (`edge.idempotent`).
 """
 
 from __future__ import annotations
@@ -18,7 +19,18 @@ from edge.clients import RouterClient
 from edge.domain import Principal
 from edge.errors import UpstreamError, from_failure, from_upstream
 from edge.estimate import estimate_chat, message_texts
-from edge.keys import CATALOG, CLIENTS, PRINCIPAL, REQUEST_ID, SETTINGS, SETTLER, STARTED_AT
+from edge.idempotency import StoredResponse
+from edge.idempotent import IDEMPOTENCY_HEADER, claim, replay
+from edge.keys import (
+    CATALOG,
+    CLIENTS,
+    IDEMPOTENCY,
+    PRINCIPAL,
+    REQUEST_ID,
+    SETTINGS,
+    SETTLER,
+    STARTED_AT,
+)
 from edge.openai.chat import ChatCompletionRequest
 from edge.openai.validation import parse_body
 from edge.relay import StreamRelay
@@ -31,10 +43,23 @@ routes = web.RouteTableDef()
 @routes.post("/v1/chat/completions")
 async def create_chat_completion(request: web.Request) -> web.StreamResponse:
     """Run one chat completion for the authenticated key."""
-    app, settings = request.app, request.app[SETTINGS]
-    request_id, principal = request[REQUEST_ID], request[PRINCIPAL]
+    principal = request[PRINCIPAL]
     body = await request.read()
     chat = parse_body(ChatCompletionRequest, body)
+    raw_key = request.headers.get(IDEMPOTENCY_HEADER)
+    if raw_key is None or chat.stream:
+        # A stream cannot be replayed, so `stream: true` ignores Idempotency-Key.
+        return await _serve(request, principal, chat, body)
+    claimed = await claim(request.app[IDEMPOTENCY], principal.key_id, raw_key, request, body)
+    if isinstance(claimed, StoredResponse):
+        return replay(claimed, request[REQUEST_ID])
+    return await claimed.run(_serve(request, principal, chat, body))
+
+
+async def _serve(
+    request: web.Request, principal: Principal, chat: ChatCompletionRequest, body: bytes
+) -> web.StreamResponse:
+    app, settings, request_id = request.app, request.app[SETTINGS], request[REQUEST_ID]
     model = await require_model(app[CATALOG], principal, chat.model)
     estimate = estimate_chat(chat, model)
     lease = await admit(app[CLIENTS], app[SETTLER], principal, request_id, chat.model, estimate)
