@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import grpc
 import pytest
@@ -48,12 +48,17 @@ def outcome(reply: billing_pb2.ReserveCreditResponse | billing_pb2.SettleCreditR
     return (0, reply.charged_nanos, reply.newly_settled, *fields)
 
 
-async def single_outcomes(calls: list[object], account: str) -> list[tuple]:
-    """Each single call's outcome, or its (code, details) when it failed."""
+async def single_outcomes(
+    method: Callable[[Any], Awaitable[Any]], requests: list[Any], account: str
+) -> list[tuple]:
+    """Each single call's outcome, or its (code, details) when it failed, one after another.
+
+    A grpc.aio call starts when it is created: create each only after the last answered.
+    """
     results: list[tuple] = []
-    for call in calls:
+    for request in requests:
         try:
-            results.append(outcome(await call))  # type: ignore[misc]
+            results.append(outcome(await method(request)))
         except grpc.aio.AioRpcError as exc:
             results.append((exc.code().value[0], (exc.details() or "").replace(account, "ACC")))
     return results
@@ -96,7 +101,7 @@ async def test_a_mixed_reserve_batch_answers_each_item_in_order(stub: Stub) -> N
     assert results[6].response.held_nanos == 45_000
     assert (await balance(stub, account)).held_nanos == 90_000
     singles = await single_outcomes(
-        [stub.ReserveCredit(r) for r in mixed_reservations(other, stranger)], other
+        stub.ReserveCredit, mixed_reservations(other, stranger), other
     )
     assert batch_outcomes(results, account) == singles
 
@@ -126,7 +131,7 @@ async def test_a_settle_batch_charges_each_request_once_in_order(stub: Stub) -> 
     wallet = await balance(stub, accounts[0])
     assert (wallet.balance_nanos, wallet.held_nanos) == (1_000_000 - charged, 0)
     singles = await single_outcomes(
-        [stub.SettleCredit(s) for s in mixed_settlements(accounts[1])], accounts[1]
+        stub.SettleCredit, mixed_settlements(accounts[1]), accounts[1]
     )
     assert batch_outcomes(results, accounts[0]) == singles
 
