@@ -32,44 +32,35 @@ async def admit(
     estimate: Estimate,
 ) -> Lease:
     """The granted lease (the hold is placed too), or ApiError after undoing the other."""
-    # A key without limits has nothing to count: skip the limiter round trips entirely.
-    acquire = (
-        _unlimited() if principal.limits.unlimited
-        else clients.ratelimit.acquire(request_id, principal, estimate.total_tokens)
-    )
+    acquire = clients.ratelimit.acquire(request_id, principal, estimate.total_tokens)
     reserve = clients.billing.reserve(
         request_id, principal, model, estimate.prompt_tokens, estimate.max_completion_tokens
     )
+    lease_id = clients.ratelimit.possible_lease_id(request_id, principal)
     both = asyncio.gather(acquire, reserve, return_exceptions=True)
     try:
         lease, hold = await asyncio.shield(both)
     except asyncio.CancelledError:
         # The calls go on (a batched item is sent anyway): undo only once they have
         # answered, or a release could overtake a still-queued acquire or reserve.
-        settler.undo(request_id, principal.key_id, hold=True,
-                     lease=not principal.limits.unlimited, after=both)
+        settler.undo(request_id, principal.key_id, hold=True, lease_id=lease_id, after=both)
         raise
     error = _refusal(lease, hold, model)
     if error is None and isinstance(lease, Lease):
         return lease
     for result in (lease, hold):
         if isinstance(result, BaseException) and not isinstance(result, UpstreamError):
-            settler.undo(request_id, principal.key_id, hold=True,
-                         lease=not principal.limits.unlimited)
+            settler.undo(request_id, principal.key_id, hold=True, lease_id=lease_id)
             raise result
     # Undo whatever may have been granted: a clean refusal granted nothing, anything
     # else (granted, or a failed call whose effect is unknown) is released.
+    refused_lease = isinstance(lease, Lease) and not lease.allowed
     settler.undo(
         request_id, principal.key_id,
         hold=not (isinstance(hold, Reservation) and hold.decision is not ReserveDecision.RESERVED),
-        lease=not principal.limits.unlimited
-        and not (isinstance(lease, Lease) and not lease.allowed),
+        lease_id="" if refused_lease else lease_id,
     )
     raise error or ApiError(500, ErrorType.SERVER, "The server had an error.")
-
-
-async def _unlimited() -> Lease:
-    return Lease(allowed=True, lease_id="", denied_by=None, states=())
 
 
 def _refusal(

@@ -79,6 +79,9 @@ class AuthClient:
         return translate.auth_outcome(await _unary("auth", call))
 
 
+NO_LEASE = Lease(allowed=True, lease_id="", denied_by=None, states=())
+
+
 class RateLimitClient:
     """RateLimitService: acquire and release leases, batched."""
 
@@ -97,9 +100,22 @@ class RateLimitClient:
         )
 
     async def acquire(self, request_id: str, principal: Principal, estimated_tokens: int) -> Lease:
-        """Check and consume every limit of the request at once."""
+        """Check and consume every limit of the request at once.
+
+        A key without limits has nothing to count: no call is made and the lease is empty.
+        """
+        if principal.limits.unlimited:
+            return NO_LEASE
         request = translate.acquire_request(request_id, principal, estimated_tokens)
         return await self._acquires.submit(request)
+
+    @staticmethod
+    def possible_lease_id(request_id: str, principal: Principal) -> str:
+        """The lease an acquire for this request may hold even if its answer was lost.
+
+        The limiter uses the request id as the lease id; "" when no acquire was sent.
+        """
+        return "" if principal.limits.unlimited else request_id
 
     async def release(
         self, request_id: str, lease_id: str, subject: str, actual_tokens: int

@@ -114,11 +114,14 @@ class Settler:
         self._spawn(self._finish(outcome))
 
     def undo(
-        self, request_id: str, subject: str, *, hold: bool, lease: bool,
+        self, request_id: str, subject: str, *, hold: bool, lease_id: str,
         after: asyncio.Future[Any] | None = None,
     ) -> None:
-        """Drop what an admission that failed half-way left behind (once `after` is done)."""
-        self._spawn(self._undo(request_id, subject, hold, lease, after))
+        """Drop what an admission that failed half-way left behind (once `after` is done).
+
+        `lease_id` is the lease that may be held ("" for none).
+        """
+        self._spawn(self._undo(request_id, subject, hold, lease_id, after))
 
     async def drain(self) -> None:
         """Wait until every pending call has ended (at shutdown, and in tests)."""
@@ -143,7 +146,7 @@ class Settler:
                 lambda: self._billing.settle(rid, usage, source, outcome.channel),
             )
             actual = usage.total_tokens
-        if not outcome.lease_id:  # the key has no limits: no lease was taken
+        if not outcome.lease_id:  # no lease was taken (a key without limits)
             await hold
             return
         lease = self._retry(
@@ -153,19 +156,17 @@ class Settler:
         await asyncio.gather(hold, lease)
 
     async def _undo(
-        self, request_id: str, subject: str, hold: bool, lease: bool,
+        self, request_id: str, subject: str, hold: bool, lease_id: str,
         after: asyncio.Future[Any] | None,
     ) -> None:
         if after is not None:
             await asyncio.wait({after})
         if hold:
             await self._retry("release_credit", lambda: self._billing.release(request_id))
-        if lease:
-            # The lease id is the request id, so a lease whose acquire answer was lost
-            # can still be released.
+        if lease_id:
             await self._retry(
                 "release_lease",
-                lambda: self._ratelimit.release(request_id, request_id, subject, 0),
+                lambda: self._ratelimit.release(request_id, lease_id, subject, 0),
             )
 
     async def _retry(self, operation: str, call: Callable[[], Awaitable[object]]) -> None:

@@ -112,8 +112,8 @@ async def test_non_retryable_errors_are_not_retried() -> None:
 async def test_undo_releases_only_what_it_is_told() -> None:
     billing, leases = FakeBilling(), FakeLeases()
     settler = Settler(billing, leases, backoff_s=0)
-    settler.undo("r2", "k1", hold=True, lease=False)
-    settler.undo("r3", "k1", hold=False, lease=True)
+    settler.undo("r2", "k1", hold=True, lease_id="")
+    settler.undo("r3", "k1", hold=False, lease_id="r3")
     await settler.drain()
     assert billing.releases == ["r2"]
     assert leases.releases == [("r3", "r3", "k1", 0)]
