@@ -38,12 +38,13 @@ class Outcome:
     usage_source: UsageSource = UsageSource.UPSTREAM
     channel: str = ""
     delivered: list[str] = field(default_factory=list)
+    chunks: list[bytes] = field(default_factory=list)
     client_gone: bool = False
     completed: bool = False
 
     def record_chunk(self, chunk: bytes) -> None:
-        """Remember the text a chunk delivered, for an estimate if usage never comes."""
-        self.delivered.extend(delta_texts(chunk))
+        """Keep a delivered chunk; its text is read only if usage never comes (rarely)."""
+        self.chunks.append(chunk)
 
     def record_usage(self, usage: Usage | None, source: UsageSource, channel: str) -> None:
         """Keep the router's typed usage and the channel that served."""
@@ -59,9 +60,10 @@ class Outcome:
         """
         if self.usage is not None:
             return self.usage, self.usage_source
-        if not (self.client_gone or self.completed or self.delivered):
+        texts = self.delivered + [text for chunk in self.chunks for text in delta_texts(chunk)]
+        if not (self.client_gone or self.completed or texts):
             return None
-        completion = estimate_tokens("".join(self.delivered))
+        completion = estimate_tokens("".join(texts))
         prompt = self.prompt_estimate
         return Usage(prompt, completion, prompt + completion), UsageSource.ESTIMATED
 
