@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import signal
 import sys
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import TYPE_CHECKING, TypeAlias
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 import grpc
 import pytest
@@ -156,14 +157,17 @@ async def test_malformed_release_is_invalid_argument(
     assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
 
 
+def unreachable_redis(**overrides: Any) -> Settings:
+    """Settings whose Redis is a closed port on loopback (answers at once with a refusal)."""
+    base = Settings(listen_addr="127.0.0.1:0",
+                    redis_url=f"redis://127.0.0.1:{free_port()}/0", redis_timeout_s=0.2)
+    return dataclasses.replace(base, **overrides)
+
+
 async def test_unreachable_redis_is_unavailable_when_failing_closed(
     open_stub: OpenStub, subject: str
 ) -> None:
-    settings = Settings(
-        listen_addr="127.0.0.1:0", redis_url=f"redis://127.0.0.1:{free_port()}/0",
-        redis_timeout_s=0.2, fail_mode=FailMode.CLOSED,
-    )
-    stub = await open_stub(settings)
+    stub = await open_stub(unreachable_redis(fail_mode=FailMode.CLOSED))
     with pytest.raises(grpc.aio.AioRpcError) as info:
         await stub.AcquireLease(acquire_request(subject, rpm=1))
     assert info.value.code() == grpc.StatusCode.UNAVAILABLE
@@ -173,11 +177,7 @@ async def test_unreachable_redis_is_unavailable_when_failing_closed(
 async def test_unreachable_redis_fails_open_with_the_replica_share(
     open_stub: OpenStub, subject: str
 ) -> None:
-    settings = Settings(
-        listen_addr="127.0.0.1:0", redis_url=f"redis://127.0.0.1:{free_port()}/0",
-        redis_timeout_s=0.2, replicas=2,
-    )
-    stub = await open_stub(settings)
+    stub = await open_stub(unreachable_redis(replicas=2))
     decisions = [(await stub.AcquireLease(acquire_request(subject, rpm=4))).decision
                  for _ in range(3)]
     assert decisions == [pb.LEASE_DECISION_ALLOWED] * 2 + [pb.LEASE_DECISION_DENIED]
@@ -303,11 +303,7 @@ async def test_batches_count_their_sizes_and_each_decision(stub: Stub, subject: 
 async def test_an_unreachable_store_fails_a_whole_batch_when_failing_closed(
     open_stub: OpenStub, subject: str
 ) -> None:
-    settings = Settings(
-        listen_addr="127.0.0.1:0", redis_url=f"redis://127.0.0.1:{free_port()}/0",
-        redis_timeout_s=0.2, fail_mode=FailMode.CLOSED,
-    )
-    stub = await open_stub(settings)
+    stub = await open_stub(unreachable_redis(fail_mode=FailMode.CLOSED))
     for call in (
         stub.AcquireLeases(pb.AcquireLeasesRequest(leases=[acquire_request(subject, rpm=1)])),
         stub.ReleaseLeases(pb.ReleaseLeasesRequest(
@@ -322,11 +318,7 @@ async def test_an_unreachable_store_fails_a_whole_batch_when_failing_closed(
 async def test_an_unreachable_store_decides_a_batch_locally_when_failing_open(
     open_stub: OpenStub, subject: str
 ) -> None:
-    settings = Settings(
-        listen_addr="127.0.0.1:0", redis_url=f"redis://127.0.0.1:{free_port()}/0",
-        redis_timeout_s=0.2, replicas=2,
-    )
-    stub = await open_stub(settings)
+    stub = await open_stub(unreachable_redis(replicas=2))
     items = [acquire_request(subject, rpm=4) for _ in range(3)]
     reply = await stub.AcquireLeases(pb.AcquireLeasesRequest(leases=items))
     assert [r.response.decision for r in reply.results] == [ALLOWED, ALLOWED, DENIED]
