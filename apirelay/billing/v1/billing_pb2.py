@@ -26,7 +26,7 @@ from apirelay.common.v1 import batch_pb2 as apirelay_dot_common_dot_v1_dot_batch
 from apirelay.common.v1 import usage_pb2 as apirelay_dot_common_dot_v1_dot_usage__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!apirelay/billing/v1/billing.proto\x12\x13\x61pirelay.billing.v1\x1a\x1e\x61pirelay/common/v1/batch.proto\x1a\x1e\x61pirelay/common/v1/usage.proto\"\x81\x01\n\x05Price\x12\r\n\x05model\x18\x01 \x01(\t\x12\x1e\n\x16prompt_nanos_per_token\x18\x02 \x01(\x03\x12\"\n\x1a\x63ompletion_nanos_per_token\x18\x03 \x01(\x03\x12%\n\x1d\x63\x61\x63hed_prompt_nanos_per_token\x18\x04 \x01(\x03\"`\n\x06Wallet\x12\x12\n\naccount_id\x18\x01 \x01(\t\x12\x15\n\rbalance_nanos\x18\x02 \x01(\x03\x12\x12\n\nheld_nanos\x18\x03 \x01(\x03\x12\x17\n\x0f\x61vailable_nanos\x18\x04 \x01(\x03\"\xa2\x01\n\x14ReserveCreditRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x12\n\naccount_id\x18\x02 \x01(\t\x12\x0e\n\x06key_id\x18\x03 \x01(\t\x12\r\n\x05group\x18\x04 \x01(\t\x12\r\n\x05model\x18\x05 \x01(\t\x12\x15\n\rprompt_tokens\x18\x06 \x01(\x03\x12\x1d\n\x15max_completion_tokens\x18\x07 \x01(\x03\"\x90\x01\n\x15ReserveCreditResponse\x12\x36\n\x08\x64\x65\x63ision\x18\x01 \x01(\x0e\x32$.apirelay.billing.v1.ReserveDecision\x12\x12\n\nheld_nanos\x18\x02 \x01(\x03\x12+\n\x06wallet\x18\x03 \x01(\x0b\x32\x1b.apirelay.billing.v1.Wallet\"\x9b\x01\n\x13SettleCreditRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12(\n\x05usage\x18\x02 \x01(\x0b\x32\x19.apirelay.common.v1.Usage\x12\x35\n\x0cusage_source\x18\x03 \x01(\x0e\x32\x1f.apirelay.common.v1.UsageSource\x12\x0f\n\x07\x63hannel\x18\x04 \x01(\t\"q\n\x14SettleCreditResponse\x12\x15\n\rcharged_nanos\x18\x01 \x01(\x03\x12+\n\x06wallet\x18\x02 \x01(\x0b\x32\x1b.apirelay.billing.v1.Wallet\x12\x15\n\rnewly_settled\x18\x03 \x01(\x08\"*\n\x14ReleaseCreditRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\")\n\x15ReleaseCreditResponse\x12\x10\n\x08released\x18\x01 \x01(\x08\"]\n\x10\x41\x64\x64\x43reditRequest\x12\x12\n\naccount_id\x18\x01 \x01(\t\x12\x14\n\x0c\x61mount_nanos\x18\x02 \x01(\x03\x12\x11\n\treference\x18\x03 \x01(\t\x12\x0c\n\x04note\x18\x04 \x01(\t\"@\n\x11\x41\x64\x64\x43reditResponse\x12+\n\x06wallet\x18\x01 \x01(\x0b\x32\x1b.apirelay.billing.v1.Wallet\"\'\n\x11GetBalanceRequest\x12\x12\n\naccount_id\x18\x01 \x01(\t\"A\n\x12GetBalanceResponse\x12+\n\x06wallet\x18\x01 \x01(\x0b\x32\x1b.apirelay.billing.v1.Wallet\" \n\x0fGetPriceRequest\x12\r\n\x05model\x18\x01 \x01(\t\"=\n\x10GetPriceResponse\x12)\n\x05price\x18\x01 \x01(\x0b\x32\x1a.apirelay.billing.v1.Price\"X\n\x15ReserveCreditsRequest\x12?\n\x0creservations\x18\x01 \x03(\x0b\x32).apirelay.billing.v1.ReserveCreditRequest\"S\n\x16ReserveCreditsResponse\x12\x39\n\x07results\x18\x01 \x03(\x0b\x32(.apirelay.billing.v1.ReserveCreditResult\"\x83\x01\n\x13ReserveCreditResult\x12.\n\x06status\x18\x01 \x01(\x0b\x32\x1e.apirelay.common.v1.ItemStatus\x12<\n\x08response\x18\x02 \x01(\x0b\x32*.apirelay.billing.v1.ReserveCreditResponse\"U\n\x14SettleCreditsRequest\x12=\n\x0bsettlements\x18\x01 \x03(\x0b\x32(.apirelay.billing.v1.SettleCreditRequest\"Q\n\x15SettleCreditsResponse\x12\x38\n\x07results\x18\x01 \x03(\x0b\x32\'.apirelay.billing.v1.SettleCreditResult\"\x81\x01\n\x12SettleCreditResult\x12.\n\x06status\x18\x01 \x01(\x0b\x32\x1e.apirelay.common.v1.ItemStatus\x12;\n\x08response\x18\x02 \x01(\x0b\x32).apirelay.billing.v1.SettleCreditResponse*\xa4\x01\n\x0fReserveDecision\x12 \n\x1cRESERVE_DECISION_UNSPECIFIED\x10\x00\x12\x1d\n\x19RESERVE_DECISION_RESERVED\x10\x01\x12)\n%RESERVE_DECISION_INSUFFICIENT_BALANCE\x10\x02\x12%\n!RESERVE_DECISION_MODEL_NOT_PRICED\x10\x03\x32\xb6\x06\n\x0e\x42illingService\x12\x66\n\rReserveCredit\x12).apirelay.billing.v1.ReserveCreditRequest\x1a*.apirelay.billing.v1.ReserveCreditResponse\x12\x63\n\x0cSettleCredit\x12(.apirelay.billing.v1.SettleCreditRequest\x1a).apirelay.billing.v1.SettleCreditResponse\x12\x66\n\rReleaseCredit\x12).apirelay.billing.v1.ReleaseCreditRequest\x1a*.apirelay.billing.v1.ReleaseCreditResponse\x12i\n\x0eReserveCredits\x12*.apirelay.billing.v1.ReserveCreditsRequest\x1a+.apirelay.billing.v1.ReserveCreditsResponse\x12\x66\n\rSettleCredits\x12).apirelay.billing.v1.SettleCreditsRequest\x1a*.apirelay.billing.v1.SettleCreditsResponse\x12Z\n\tAddCredit\x12%.apirelay.billing.v1.AddCreditRequest\x1a&.apirelay.billing.v1.AddCreditResponse\x12\x62\n\nGetBalance\x12&.apirelay.billing.v1.GetBalanceRequest\x1a\'.apirelay.billing.v1.GetBalanceResponse\"\x03\x90\x02\x01\x12\\\n\x08GetPrice\x12$.apirelay.billing.v1.GetPriceRequest\x1a%.apirelay.billing.v1.GetPriceResponse\"\x03\x90\x02\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!apirelay/billing/v1/billing.proto\x12\x13\x61pirelay.billing.v1\x1a\x1e\x61pirelay/common/v1/batch.proto\x1a\x1e\x61pirelay/common/v1/usage.proto\"\xb6\x01\n\x05Price\x12\r\n\x05model\x18\x01 \x01(\t\x12\x1e\n\x16prompt_nanos_per_token\x18\x02 \x01(\x03\x12\"\n\x1a\x63ompletion_nanos_per_token\x18\x03 \x01(\x03\x12%\n\x1d\x63\x61\x63hed_prompt_nanos_per_token\x18\x04 \x01(\x03\x12\x33\n\x0bunit_prices\x18\x05 \x03(\x0b\x32\x1e.apirelay.billing.v1.UnitPrice\"1\n\tUnitPrice\x12\x0c\n\x04unit\x18\x01 \x01(\t\x12\x16\n\x0enanos_per_unit\x18\x02 \x01(\x03\"\xc0\x01\n\x06Tariff\x12\x1e\n\x16prompt_nanos_per_token\x18\x01 \x01(\x03\x12\"\n\x1a\x63ompletion_nanos_per_token\x18\x02 \x01(\x03\x12%\n\x1d\x63\x61\x63hed_prompt_nanos_per_token\x18\x03 \x01(\x03\x12\x33\n\x0bunit_prices\x18\x04 \x03(\x0b\x32\x1e.apirelay.billing.v1.UnitPrice\x12\x16\n\x0emultiplier_bps\x18\x05 \x01(\x05\"`\n\x06Wallet\x12\x12\n\naccount_id\x18\x01 \x01(\t\x12\x15\n\rbalance_nanos\x18\x02 \x01(\x03\x12\x12\n\nheld_nanos\x18\x03 \x01(\x03\x12\x17\n\x0f\x61vailable_nanos\x18\x04 \x01(\x03\"\xd4\x01\n\x14ReserveCreditRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x12\n\naccount_id\x18\x02 \x01(\t\x12\x0e\n\x06key_id\x18\x03 \x01(\t\x12\r\n\x05group\x18\x04 \x01(\t\x12\r\n\x05model\x18\x05 \x01(\t\x12\x15\n\rprompt_tokens\x18\x06 \x01(\x03\x12\x1d\n\x15max_completion_tokens\x18\x07 \x01(\x03\x12\x30\n\tmax_units\x18\x08 \x03(\x0b\x32\x1d.apirelay.common.v1.UnitUsage\"\xbd\x01\n\x15ReserveCreditResponse\x12\x36\n\x08\x64\x65\x63ision\x18\x01 \x01(\x0e\x32$.apirelay.billing.v1.ReserveDecision\x12\x12\n\nheld_nanos\x18\x02 \x01(\x03\x12+\n\x06wallet\x18\x03 \x01(\x0b\x32\x1b.apirelay.billing.v1.Wallet\x12+\n\x06tariff\x18\x04 \x01(\x0b\x32\x1b.apirelay.billing.v1.Tariff\"\x9b\x01\n\x13SettleCreditRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12(\n\x05usage\x18\x02 \x01(\x0b\x32\x19.apirelay.common.v1.Usage\x12\x35\n\x0cusage_source\x18\x03 \x01(\x0e\x32\x1f.apirelay.common.v1.UsageSource\x12\x0f\n\x07\x63hannel\x18\x04 \x01(\t\"q\n\x14SettleCreditResponse\x12\x15\n\rcharged_nanos\x18\x01 \x01(\x03\x12+\n\x06wallet\x18\x02 \x01(\x0b\x32\x1b.apirelay.billing.v1.Wallet\x12\x15\n\rnewly_settled\x18\x03 \x01(\x08\"*\n\x14ReleaseCreditRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\")\n\x15ReleaseCreditResponse\x12\x10\n\x08released\x18\x01 \x01(\x08\"]\n\x10\x41\x64\x64\x43reditRequest\x12\x12\n\naccount_id\x18\x01 \x01(\t\x12\x14\n\x0c\x61mount_nanos\x18\x02 \x01(\x03\x12\x11\n\treference\x18\x03 \x01(\t\x12\x0c\n\x04note\x18\x04 \x01(\t\"@\n\x11\x41\x64\x64\x43reditResponse\x12+\n\x06wallet\x18\x01 \x01(\x0b\x32\x1b.apirelay.billing.v1.Wallet\"\'\n\x11GetBalanceRequest\x12\x12\n\naccount_id\x18\x01 \x01(\t\"A\n\x12GetBalanceResponse\x12+\n\x06wallet\x18\x01 \x01(\x0b\x32\x1b.apirelay.billing.v1.Wallet\" \n\x0fGetPriceRequest\x12\r\n\x05model\x18\x01 \x01(\t\"=\n\x10GetPriceResponse\x12)\n\x05price\x18\x01 \x01(\x0b\x32\x1a.apirelay.billing.v1.Price\"X\n\x15ReserveCreditsRequest\x12?\n\x0creservations\x18\x01 \x03(\x0b\x32).apirelay.billing.v1.ReserveCreditRequest\"S\n\x16ReserveCreditsResponse\x12\x39\n\x07results\x18\x01 \x03(\x0b\x32(.apirelay.billing.v1.ReserveCreditResult\"\x83\x01\n\x13ReserveCreditResult\x12.\n\x06status\x18\x01 \x01(\x0b\x32\x1e.apirelay.common.v1.ItemStatus\x12<\n\x08response\x18\x02 \x01(\x0b\x32*.apirelay.billing.v1.ReserveCreditResponse\"U\n\x14SettleCreditsRequest\x12=\n\x0bsettlements\x18\x01 \x03(\x0b\x32(.apirelay.billing.v1.SettleCreditRequest\"Q\n\x15SettleCreditsResponse\x12\x38\n\x07results\x18\x01 \x03(\x0b\x32\'.apirelay.billing.v1.SettleCreditResult\"\x81\x01\n\x12SettleCreditResult\x12.\n\x06status\x18\x01 \x01(\x0b\x32\x1e.apirelay.common.v1.ItemStatus\x12;\n\x08response\x18\x02 \x01(\x0b\x32).apirelay.billing.v1.SettleCreditResponse*\xa4\x01\n\x0fReserveDecision\x12 \n\x1cRESERVE_DECISION_UNSPECIFIED\x10\x00\x12\x1d\n\x19RESERVE_DECISION_RESERVED\x10\x01\x12)\n%RESERVE_DECISION_INSUFFICIENT_BALANCE\x10\x02\x12%\n!RESERVE_DECISION_MODEL_NOT_PRICED\x10\x03\x32\xb6\x06\n\x0e\x42illingService\x12\x66\n\rReserveCredit\x12).apirelay.billing.v1.ReserveCreditRequest\x1a*.apirelay.billing.v1.ReserveCreditResponse\x12\x63\n\x0cSettleCredit\x12(.apirelay.billing.v1.SettleCreditRequest\x1a).apirelay.billing.v1.SettleCreditResponse\x12\x66\n\rReleaseCredit\x12).apirelay.billing.v1.ReleaseCreditRequest\x1a*.apirelay.billing.v1.ReleaseCreditResponse\x12i\n\x0eReserveCredits\x12*.apirelay.billing.v1.ReserveCreditsRequest\x1a+.apirelay.billing.v1.ReserveCreditsResponse\x12\x66\n\rSettleCredits\x12).apirelay.billing.v1.SettleCreditsRequest\x1a*.apirelay.billing.v1.SettleCreditsResponse\x12Z\n\tAddCredit\x12%.apirelay.billing.v1.AddCreditRequest\x1a&.apirelay.billing.v1.AddCreditResponse\x12\x62\n\nGetBalance\x12&.apirelay.billing.v1.GetBalanceRequest\x1a\'.apirelay.billing.v1.GetBalanceResponse\"\x03\x90\x02\x01\x12\\\n\x08GetPrice\x12$.apirelay.billing.v1.GetPriceRequest\x1a%.apirelay.billing.v1.GetPriceResponse\"\x03\x90\x02\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -37,48 +37,52 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_BILLINGSERVICE'].methods_by_name['GetBalance']._serialized_options = b'\220\002\001'
   _globals['_BILLINGSERVICE'].methods_by_name['GetPrice']._loaded_options = None
   _globals['_BILLINGSERVICE'].methods_by_name['GetPrice']._serialized_options = b'\220\002\001'
-  _globals['_RESERVEDECISION']._serialized_start=2002
-  _globals['_RESERVEDECISION']._serialized_end=2166
+  _globals['_RESERVEDECISION']._serialized_start=2396
+  _globals['_RESERVEDECISION']._serialized_end=2560
   _globals['_PRICE']._serialized_start=123
-  _globals['_PRICE']._serialized_end=252
-  _globals['_WALLET']._serialized_start=254
-  _globals['_WALLET']._serialized_end=350
-  _globals['_RESERVECREDITREQUEST']._serialized_start=353
-  _globals['_RESERVECREDITREQUEST']._serialized_end=515
-  _globals['_RESERVECREDITRESPONSE']._serialized_start=518
-  _globals['_RESERVECREDITRESPONSE']._serialized_end=662
-  _globals['_SETTLECREDITREQUEST']._serialized_start=665
-  _globals['_SETTLECREDITREQUEST']._serialized_end=820
-  _globals['_SETTLECREDITRESPONSE']._serialized_start=822
-  _globals['_SETTLECREDITRESPONSE']._serialized_end=935
-  _globals['_RELEASECREDITREQUEST']._serialized_start=937
-  _globals['_RELEASECREDITREQUEST']._serialized_end=979
-  _globals['_RELEASECREDITRESPONSE']._serialized_start=981
-  _globals['_RELEASECREDITRESPONSE']._serialized_end=1022
-  _globals['_ADDCREDITREQUEST']._serialized_start=1024
-  _globals['_ADDCREDITREQUEST']._serialized_end=1117
-  _globals['_ADDCREDITRESPONSE']._serialized_start=1119
-  _globals['_ADDCREDITRESPONSE']._serialized_end=1183
-  _globals['_GETBALANCEREQUEST']._serialized_start=1185
-  _globals['_GETBALANCEREQUEST']._serialized_end=1224
-  _globals['_GETBALANCERESPONSE']._serialized_start=1226
-  _globals['_GETBALANCERESPONSE']._serialized_end=1291
-  _globals['_GETPRICEREQUEST']._serialized_start=1293
-  _globals['_GETPRICEREQUEST']._serialized_end=1325
-  _globals['_GETPRICERESPONSE']._serialized_start=1327
-  _globals['_GETPRICERESPONSE']._serialized_end=1388
-  _globals['_RESERVECREDITSREQUEST']._serialized_start=1390
-  _globals['_RESERVECREDITSREQUEST']._serialized_end=1478
-  _globals['_RESERVECREDITSRESPONSE']._serialized_start=1480
-  _globals['_RESERVECREDITSRESPONSE']._serialized_end=1563
-  _globals['_RESERVECREDITRESULT']._serialized_start=1566
-  _globals['_RESERVECREDITRESULT']._serialized_end=1697
-  _globals['_SETTLECREDITSREQUEST']._serialized_start=1699
-  _globals['_SETTLECREDITSREQUEST']._serialized_end=1784
-  _globals['_SETTLECREDITSRESPONSE']._serialized_start=1786
-  _globals['_SETTLECREDITSRESPONSE']._serialized_end=1867
-  _globals['_SETTLECREDITRESULT']._serialized_start=1870
-  _globals['_SETTLECREDITRESULT']._serialized_end=1999
-  _globals['_BILLINGSERVICE']._serialized_start=2169
-  _globals['_BILLINGSERVICE']._serialized_end=2991
+  _globals['_PRICE']._serialized_end=305
+  _globals['_UNITPRICE']._serialized_start=307
+  _globals['_UNITPRICE']._serialized_end=356
+  _globals['_TARIFF']._serialized_start=359
+  _globals['_TARIFF']._serialized_end=551
+  _globals['_WALLET']._serialized_start=553
+  _globals['_WALLET']._serialized_end=649
+  _globals['_RESERVECREDITREQUEST']._serialized_start=652
+  _globals['_RESERVECREDITREQUEST']._serialized_end=864
+  _globals['_RESERVECREDITRESPONSE']._serialized_start=867
+  _globals['_RESERVECREDITRESPONSE']._serialized_end=1056
+  _globals['_SETTLECREDITREQUEST']._serialized_start=1059
+  _globals['_SETTLECREDITREQUEST']._serialized_end=1214
+  _globals['_SETTLECREDITRESPONSE']._serialized_start=1216
+  _globals['_SETTLECREDITRESPONSE']._serialized_end=1329
+  _globals['_RELEASECREDITREQUEST']._serialized_start=1331
+  _globals['_RELEASECREDITREQUEST']._serialized_end=1373
+  _globals['_RELEASECREDITRESPONSE']._serialized_start=1375
+  _globals['_RELEASECREDITRESPONSE']._serialized_end=1416
+  _globals['_ADDCREDITREQUEST']._serialized_start=1418
+  _globals['_ADDCREDITREQUEST']._serialized_end=1511
+  _globals['_ADDCREDITRESPONSE']._serialized_start=1513
+  _globals['_ADDCREDITRESPONSE']._serialized_end=1577
+  _globals['_GETBALANCEREQUEST']._serialized_start=1579
+  _globals['_GETBALANCEREQUEST']._serialized_end=1618
+  _globals['_GETBALANCERESPONSE']._serialized_start=1620
+  _globals['_GETBALANCERESPONSE']._serialized_end=1685
+  _globals['_GETPRICEREQUEST']._serialized_start=1687
+  _globals['_GETPRICEREQUEST']._serialized_end=1719
+  _globals['_GETPRICERESPONSE']._serialized_start=1721
+  _globals['_GETPRICERESPONSE']._serialized_end=1782
+  _globals['_RESERVECREDITSREQUEST']._serialized_start=1784
+  _globals['_RESERVECREDITSREQUEST']._serialized_end=1872
+  _globals['_RESERVECREDITSRESPONSE']._serialized_start=1874
+  _globals['_RESERVECREDITSRESPONSE']._serialized_end=1957
+  _globals['_RESERVECREDITRESULT']._serialized_start=1960
+  _globals['_RESERVECREDITRESULT']._serialized_end=2091
+  _globals['_SETTLECREDITSREQUEST']._serialized_start=2093
+  _globals['_SETTLECREDITSREQUEST']._serialized_end=2178
+  _globals['_SETTLECREDITSRESPONSE']._serialized_start=2180
+  _globals['_SETTLECREDITSRESPONSE']._serialized_end=2261
+  _globals['_SETTLECREDITRESULT']._serialized_start=2264
+  _globals['_SETTLECREDITRESULT']._serialized_end=2393
+  _globals['_BILLINGSERVICE']._serialized_start=2563
+  _globals['_BILLINGSERVICE']._serialized_end=3385
 # @@protoc_insertion_point(module_scope)

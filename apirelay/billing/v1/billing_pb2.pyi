@@ -59,6 +59,7 @@ class Price(_message.Message):
     PROMPT_NANOS_PER_TOKEN_FIELD_NUMBER: _builtins.int
     COMPLETION_NANOS_PER_TOKEN_FIELD_NUMBER: _builtins.int
     CACHED_PROMPT_NANOS_PER_TOKEN_FIELD_NUMBER: _builtins.int
+    UNIT_PRICES_FIELD_NUMBER: _builtins.int
     model: _builtins.str
     """The model id as clients name it."""
     prompt_nanos_per_token: _builtins.int
@@ -69,6 +70,10 @@ class Price(_message.Message):
     """nano-USD per cached prompt token; used for cached_prompt_tokens when set, else
     the prompt price applies.
     """
+    @_builtins.property
+    def unit_prices(self) -> _containers.RepeatedCompositeFieldContainer[Global___UnitPrice]:
+        """nano-USD per non-token unit (see apirelay.common.v1.UnitUsage for unit names)."""
+
     def __init__(
         self,
         *,
@@ -76,14 +81,87 @@ class Price(_message.Message):
         prompt_nanos_per_token: _builtins.int = ...,
         completion_nanos_per_token: _builtins.int = ...,
         cached_prompt_nanos_per_token: _builtins.int = ...,
+        unit_prices: _abc.Iterable[Global___UnitPrice] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["cached_prompt_nanos_per_token", b"cached_prompt_nanos_per_token", "completion_nanos_per_token", b"completion_nanos_per_token", "model", b"model", "prompt_nanos_per_token", b"prompt_nanos_per_token"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cached_prompt_nanos_per_token", b"cached_prompt_nanos_per_token", "completion_nanos_per_token", b"completion_nanos_per_token", "model", b"model", "prompt_nanos_per_token", b"prompt_nanos_per_token", "unit_prices", b"unit_prices"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Price: _TypeAlias = Price  # noqa: Y015
+
+@_typing.final
+class UnitPrice(_message.Message):
+    """UnitPrice is the price of one non-token unit."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    UNIT_FIELD_NUMBER: _builtins.int
+    NANOS_PER_UNIT_FIELD_NUMBER: _builtins.int
+    unit: _builtins.str
+    """The unit's name (for example "image/1024x1024/standard", "audio_second")."""
+    nanos_per_unit: _builtins.int
+    """nano-USD per unit."""
+    def __init__(
+        self,
+        *,
+        unit: _builtins.str = ...,
+        nanos_per_unit: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["nanos_per_unit", b"nanos_per_unit", "unit", b"unit"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UnitPrice: _TypeAlias = UnitPrice  # noqa: Y015
+
+@_typing.final
+class Tariff(_message.Message):
+    """Tariff is the price a hold was placed at, fixed for the life of the request: the
+    settlement charges exactly
+      round_half_up((uncached_prompt * prompt + cached_prompt * cached_prompt_price
+                     + completion * completion + sum(units * unit price))
+                    * multiplier_bps / 10000)
+    so a caller holding the tariff knows the charge of a usage before settling it.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PROMPT_NANOS_PER_TOKEN_FIELD_NUMBER: _builtins.int
+    COMPLETION_NANOS_PER_TOKEN_FIELD_NUMBER: _builtins.int
+    CACHED_PROMPT_NANOS_PER_TOKEN_FIELD_NUMBER: _builtins.int
+    UNIT_PRICES_FIELD_NUMBER: _builtins.int
+    MULTIPLIER_BPS_FIELD_NUMBER: _builtins.int
+    prompt_nanos_per_token: _builtins.int
+    """nano-USD per uncached prompt token."""
+    completion_nanos_per_token: _builtins.int
+    """nano-USD per completion token."""
+    cached_prompt_nanos_per_token: _builtins.int
+    """nano-USD per cached prompt token (the prompt price when the model sets none)."""
+    multiplier_bps: _builtins.int
+    """The account group's multiplier in basis points (10000 = 1.0)."""
+    @_builtins.property
+    def unit_prices(self) -> _containers.RepeatedCompositeFieldContainer[Global___UnitPrice]:
+        """nano-USD per non-token unit the model prices."""
+
+    def __init__(
+        self,
+        *,
+        prompt_nanos_per_token: _builtins.int = ...,
+        completion_nanos_per_token: _builtins.int = ...,
+        cached_prompt_nanos_per_token: _builtins.int = ...,
+        unit_prices: _abc.Iterable[Global___UnitPrice] | None = ...,
+        multiplier_bps: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cached_prompt_nanos_per_token", b"cached_prompt_nanos_per_token", "completion_nanos_per_token", b"completion_nanos_per_token", "multiplier_bps", b"multiplier_bps", "prompt_nanos_per_token", b"prompt_nanos_per_token", "unit_prices", b"unit_prices"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Tariff: _TypeAlias = Tariff  # noqa: Y015
 
 @_typing.final
 class Wallet(_message.Message):
@@ -132,6 +210,7 @@ class ReserveCreditRequest(_message.Message):
     MODEL_FIELD_NUMBER: _builtins.int
     PROMPT_TOKENS_FIELD_NUMBER: _builtins.int
     MAX_COMPLETION_TOKENS_FIELD_NUMBER: _builtins.int
+    MAX_UNITS_FIELD_NUMBER: _builtins.int
     request_id: _builtins.str
     """The request's id; the idempotency key of the hold."""
     account_id: _builtins.str
@@ -146,6 +225,13 @@ class ReserveCreditRequest(_message.Message):
     """Estimated prompt tokens."""
     max_completion_tokens: _builtins.int
     """The most completion tokens the request may produce."""
+    @_builtins.property
+    def max_units(self) -> _containers.RepeatedCompositeFieldContainer[_usage_pb2.UnitUsage]:
+        """The most non-token units the request may consume (n images of a size and quality,
+        the audio's seconds, the speech input's characters). A unit the model does not
+        price makes the decision MODEL_NOT_PRICED.
+        """
+
     def __init__(
         self,
         *,
@@ -156,10 +242,11 @@ class ReserveCreditRequest(_message.Message):
         model: _builtins.str = ...,
         prompt_tokens: _builtins.int = ...,
         max_completion_tokens: _builtins.int = ...,
+        max_units: _abc.Iterable[_usage_pb2.UnitUsage] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_id", b"account_id", "group", b"group", "key_id", b"key_id", "max_completion_tokens", b"max_completion_tokens", "model", b"model", "prompt_tokens", b"prompt_tokens", "request_id", b"request_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_id", b"account_id", "group", b"group", "key_id", b"key_id", "max_completion_tokens", b"max_completion_tokens", "max_units", b"max_units", "model", b"model", "prompt_tokens", b"prompt_tokens", "request_id", b"request_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -174,6 +261,7 @@ class ReserveCreditResponse(_message.Message):
     DECISION_FIELD_NUMBER: _builtins.int
     HELD_NANOS_FIELD_NUMBER: _builtins.int
     WALLET_FIELD_NUMBER: _builtins.int
+    TARIFF_FIELD_NUMBER: _builtins.int
     decision: Global___ReserveDecision.ValueType
     """The outcome."""
     held_nanos: _builtins.int
@@ -182,16 +270,23 @@ class ReserveCreditResponse(_message.Message):
     def wallet(self) -> Global___Wallet:
         """The wallet after the decision."""
 
+    @_builtins.property
+    def tariff(self) -> Global___Tariff:
+        """The prices the hold was placed at, when reserved (also on a replay); the
+        settlement of this request charges by it.
+        """
+
     def __init__(
         self,
         *,
         decision: Global___ReserveDecision.ValueType = ...,
         held_nanos: _builtins.int = ...,
         wallet: Global___Wallet | None = ...,
+        tariff: Global___Tariff | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["wallet", b"wallet"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["tariff", b"tariff", "wallet", b"wallet"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["decision", b"decision", "held_nanos", b"held_nanos", "wallet", b"wallet"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["decision", b"decision", "held_nanos", b"held_nanos", "tariff", b"tariff", "wallet", b"wallet"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

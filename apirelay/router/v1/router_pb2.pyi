@@ -8,6 +8,7 @@ from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 import builtins as _builtins
 import sys
 import typing as _typing
@@ -18,6 +19,54 @@ else:
     from typing_extensions import TypeAlias as _TypeAlias, Never as _Never
 
 DESCRIPTOR: _descriptor.FileDescriptor
+
+class _Operation:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _OperationEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Operation.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    OPERATION_UNSPECIFIED: _Operation.ValueType  # 0
+    """Never sent."""
+    OPERATION_COMPLETIONS: _Operation.ValueType  # 1
+    """POST /v1/completions (JSON; SSE when streaming)."""
+    OPERATION_EMBEDDINGS: _Operation.ValueType  # 2
+    """POST /v1/embeddings (JSON)."""
+    OPERATION_IMAGE_GENERATIONS: _Operation.ValueType  # 3
+    """POST /v1/images/generations (JSON)."""
+    OPERATION_IMAGE_EDITS: _Operation.ValueType  # 4
+    """POST /v1/images/edits (multipart/form-data)."""
+    OPERATION_AUDIO_TRANSCRIPTIONS: _Operation.ValueType  # 5
+    """POST /v1/audio/transcriptions (multipart/form-data)."""
+    OPERATION_AUDIO_TRANSLATIONS: _Operation.ValueType  # 6
+    """POST /v1/audio/translations (multipart/form-data)."""
+    OPERATION_AUDIO_SPEECH: _Operation.ValueType  # 7
+    """POST /v1/audio/speech (JSON in, binary audio out; always streamed)."""
+    OPERATION_RESPONSES: _Operation.ValueType  # 8
+    """POST /v1/responses (JSON; SSE when streaming)."""
+
+class Operation(_Operation, metaclass=_OperationEnumTypeWrapper):
+    """Operation is an OpenAI endpoint the router relays besides chat completions."""
+
+OPERATION_UNSPECIFIED: Operation.ValueType  # 0
+"""Never sent."""
+OPERATION_COMPLETIONS: Operation.ValueType  # 1
+"""POST /v1/completions (JSON; SSE when streaming)."""
+OPERATION_EMBEDDINGS: Operation.ValueType  # 2
+"""POST /v1/embeddings (JSON)."""
+OPERATION_IMAGE_GENERATIONS: Operation.ValueType  # 3
+"""POST /v1/images/generations (JSON)."""
+OPERATION_IMAGE_EDITS: Operation.ValueType  # 4
+"""POST /v1/images/edits (multipart/form-data)."""
+OPERATION_AUDIO_TRANSCRIPTIONS: Operation.ValueType  # 5
+"""POST /v1/audio/transcriptions (multipart/form-data)."""
+OPERATION_AUDIO_TRANSLATIONS: Operation.ValueType  # 6
+"""POST /v1/audio/translations (multipart/form-data)."""
+OPERATION_AUDIO_SPEECH: Operation.ValueType  # 7
+"""POST /v1/audio/speech (JSON in, binary audio out; always streamed)."""
+OPERATION_RESPONSES: Operation.ValueType  # 8
+"""POST /v1/responses (JSON; SSE when streaming)."""
+Global___Operation: _TypeAlias = Operation  # noqa: Y015
 
 @_typing.final
 class Caller(_message.Message):
@@ -315,6 +364,181 @@ class StreamChatCompletionResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___StreamChatCompletionResponse: _TypeAlias = StreamChatCompletionResponse  # noqa: Y015
+
+@_typing.final
+class RelayRequest(_message.Message):
+    """RelayRequest wraps the client's request to an OpenAI endpoint."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    OPERATION_FIELD_NUMBER: _builtins.int
+    MODEL_FIELD_NUMBER: _builtins.int
+    BODY_FIELD_NUMBER: _builtins.int
+    CONTENT_TYPE_FIELD_NUMBER: _builtins.int
+    CALLER_FIELD_NUMBER: _builtins.int
+    request_id: _builtins.str
+    """The request's id, propagated to the upstream and the logs."""
+    operation: Global___Operation.ValueType
+    """The endpoint."""
+    model: _builtins.str
+    """The model the client asked for (also inside body)."""
+    body: _builtins.bytes
+    """The request body as the client sent it."""
+    content_type: _builtins.str
+    """The body's content type as the client sent it (with the multipart boundary)."""
+    @_builtins.property
+    def caller(self) -> Global___Caller:
+        """Who is asking."""
+
+    def __init__(
+        self,
+        *,
+        request_id: _builtins.str = ...,
+        operation: Global___Operation.ValueType = ...,
+        model: _builtins.str = ...,
+        body: _builtins.bytes = ...,
+        content_type: _builtins.str = ...,
+        caller: Global___Caller | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["caller", b"caller"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["body", b"body", "caller", b"caller", "content_type", b"content_type", "model", b"model", "operation", b"operation", "request_id", b"request_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RelayRequest: _TypeAlias = RelayRequest  # noqa: Y015
+
+@_typing.final
+class RelayResponse(_message.Message):
+    """RelayResponse carries the upstream's answer or an error."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    BODY_FIELD_NUMBER: _builtins.int
+    CONTENT_TYPE_FIELD_NUMBER: _builtins.int
+    USAGE_FIELD_NUMBER: _builtins.int
+    USAGE_SOURCE_FIELD_NUMBER: _builtins.int
+    ROUTE_FIELD_NUMBER: _builtins.int
+    ERROR_FIELD_NUMBER: _builtins.int
+    body: _builtins.bytes
+    """The answer's body as the upstream sent it; empty when error is set."""
+    content_type: _builtins.str
+    """The answer's content type (for example "application/json", "text/plain")."""
+    usage_source: _usage_pb2.UsageSource.ValueType
+    """Where the usage came from."""
+    @_builtins.property
+    def usage(self) -> _usage_pb2.Usage:
+        """The usage of the request, units included."""
+
+    @_builtins.property
+    def route(self) -> Global___RouteInfo:
+        """How the request was served."""
+
+    @_builtins.property
+    def error(self) -> Global___CompletionError:
+        """Set when the request failed; the usage is then what was consumed anyway."""
+
+    def __init__(
+        self,
+        *,
+        body: _builtins.bytes = ...,
+        content_type: _builtins.str = ...,
+        usage: _usage_pb2.Usage | None = ...,
+        usage_source: _usage_pb2.UsageSource.ValueType = ...,
+        route: Global___RouteInfo | None = ...,
+        error: Global___CompletionError | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["error", b"error", "route", b"route", "usage", b"usage"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["body", b"body", "content_type", b"content_type", "error", b"error", "route", b"route", "usage", b"usage", "usage_source", b"usage_source"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RelayResponse: _TypeAlias = RelayResponse  # noqa: Y015
+
+@_typing.final
+class StreamRelayRequest(_message.Message):
+    """StreamRelayRequest wraps the client's streaming request to an OpenAI endpoint."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    OPERATION_FIELD_NUMBER: _builtins.int
+    MODEL_FIELD_NUMBER: _builtins.int
+    BODY_FIELD_NUMBER: _builtins.int
+    CONTENT_TYPE_FIELD_NUMBER: _builtins.int
+    CALLER_FIELD_NUMBER: _builtins.int
+    request_id: _builtins.str
+    """The request's id, propagated to the upstream and the logs."""
+    operation: Global___Operation.ValueType
+    """The endpoint: OPERATION_COMPLETIONS, OPERATION_RESPONSES or OPERATION_AUDIO_SPEECH."""
+    model: _builtins.str
+    """The model the client asked for (also inside body)."""
+    body: _builtins.bytes
+    """The request body as the client sent it."""
+    content_type: _builtins.str
+    """The body's content type as the client sent it."""
+    @_builtins.property
+    def caller(self) -> Global___Caller:
+        """Who is asking."""
+
+    def __init__(
+        self,
+        *,
+        request_id: _builtins.str = ...,
+        operation: Global___Operation.ValueType = ...,
+        model: _builtins.str = ...,
+        body: _builtins.bytes = ...,
+        content_type: _builtins.str = ...,
+        caller: Global___Caller | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["caller", b"caller"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["body", b"body", "caller", b"caller", "content_type", b"content_type", "model", b"model", "operation", b"operation", "request_id", b"request_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___StreamRelayRequest: _TypeAlias = StreamRelayRequest  # noqa: Y015
+
+@_typing.final
+class StreamRelayResponse(_message.Message):
+    """StreamRelayResponse is one item of a relayed stream."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PIECES_FIELD_NUMBER: _builtins.int
+    CONTENT_TYPE_FIELD_NUMBER: _builtins.int
+    END_FIELD_NUMBER: _builtins.int
+    content_type: _builtins.str
+    """The content type of the answer (for example "audio/mpeg"); set on the first item."""
+    @_builtins.property
+    def pieces(self) -> _containers.RepeatedScalarFieldContainer[_builtins.bytes]:
+        """The stream's pieces in order, each ready to write to the client as it is. For
+        server-sent events, each piece is one whole event (`event: <name>` when the
+        upstream named it, `data: <json>`, the blank line); the closing `data: [DONE]` and
+        in-band errors are left to the caller. For speech, a piece of the audio. May be
+        empty on the last item.
+        """
+
+    @_builtins.property
+    def end(self) -> Global___StreamEnd:
+        """Set only on the last item of the stream."""
+
+    def __init__(
+        self,
+        *,
+        pieces: _abc.Iterable[_builtins.bytes] | None = ...,
+        content_type: _builtins.str = ...,
+        end: Global___StreamEnd | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["end", b"end"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["content_type", b"content_type", "end", b"end", "pieces", b"pieces"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___StreamRelayResponse: _TypeAlias = StreamRelayResponse  # noqa: Y015
 
 @_typing.final
 class Model(_message.Message):

@@ -51,6 +51,16 @@ class RouterServiceStub:
                 request_serializer=apirelay_dot_router_dot_v1_dot_router__pb2.StreamChatCompletionRequest.SerializeToString,
                 response_deserializer=apirelay_dot_router_dot_v1_dot_router__pb2.StreamChatCompletionResponse.FromString,
                 _registered_method=True)
+        self.Relay = channel.unary_unary(
+                '/apirelay.router.v1.RouterService/Relay',
+                request_serializer=apirelay_dot_router_dot_v1_dot_router__pb2.RelayRequest.SerializeToString,
+                response_deserializer=apirelay_dot_router_dot_v1_dot_router__pb2.RelayResponse.FromString,
+                _registered_method=True)
+        self.StreamRelay = channel.unary_stream(
+                '/apirelay.router.v1.RouterService/StreamRelay',
+                request_serializer=apirelay_dot_router_dot_v1_dot_router__pb2.StreamRelayRequest.SerializeToString,
+                response_deserializer=apirelay_dot_router_dot_v1_dot_router__pb2.StreamRelayResponse.FromString,
+                _registered_method=True)
         self.ListModels = channel.unary_unary(
                 '/apirelay.router.v1.RouterService/ListModels',
                 request_serializer=apirelay_dot_router_dot_v1_dot_router__pb2.ListModelsRequest.SerializeToString,
@@ -89,6 +99,28 @@ class RouterServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Relay(self, request, context):
+        """Relay runs one non-streaming request of another OpenAI endpoint (see Operation):
+        the body goes to an OpenAI-compatible upstream as the client sent it (only the
+        model id is replaced when the channel maps it), and the upstream's answer comes
+        back as it was, with the usage typed. Failover as for chat completions.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def StreamRelay(self, request, context):
+        """StreamRelay runs one streaming request of another OpenAI endpoint: legacy
+        completions and responses with `stream: true` (server-sent events) and audio
+        speech (binary audio). Items follow the rules of StreamChatCompletion: nothing is
+        sent before the upstream's first content, the last item carries the end, and the
+        event carrying the usage (the usage chunk of completions, `response.completed` of
+        responses) is always sent in the last item.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ListModels(self, request, context):
         """ListModels returns the models that at least one enabled channel serves.
         """
@@ -108,6 +140,16 @@ def add_RouterServiceServicer_to_server(servicer, server):
                     servicer.StreamChatCompletion,
                     request_deserializer=apirelay_dot_router_dot_v1_dot_router__pb2.StreamChatCompletionRequest.FromString,
                     response_serializer=apirelay_dot_router_dot_v1_dot_router__pb2.StreamChatCompletionResponse.SerializeToString,
+            ),
+            'Relay': grpc.unary_unary_rpc_method_handler(
+                    servicer.Relay,
+                    request_deserializer=apirelay_dot_router_dot_v1_dot_router__pb2.RelayRequest.FromString,
+                    response_serializer=apirelay_dot_router_dot_v1_dot_router__pb2.RelayResponse.SerializeToString,
+            ),
+            'StreamRelay': grpc.unary_stream_rpc_method_handler(
+                    servicer.StreamRelay,
+                    request_deserializer=apirelay_dot_router_dot_v1_dot_router__pb2.StreamRelayRequest.FromString,
+                    response_serializer=apirelay_dot_router_dot_v1_dot_router__pb2.StreamRelayResponse.SerializeToString,
             ),
             'ListModels': grpc.unary_unary_rpc_method_handler(
                     servicer.ListModels,
@@ -176,6 +218,60 @@ class RouterService:
             '/apirelay.router.v1.RouterService/StreamChatCompletion',
             apirelay_dot_router_dot_v1_dot_router__pb2.StreamChatCompletionRequest.SerializeToString,
             apirelay_dot_router_dot_v1_dot_router__pb2.StreamChatCompletionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Relay(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/apirelay.router.v1.RouterService/Relay',
+            apirelay_dot_router_dot_v1_dot_router__pb2.RelayRequest.SerializeToString,
+            apirelay_dot_router_dot_v1_dot_router__pb2.RelayResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StreamRelay(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/apirelay.router.v1.RouterService/StreamRelay',
+            apirelay_dot_router_dot_v1_dot_router__pb2.StreamRelayRequest.SerializeToString,
+            apirelay_dot_router_dot_v1_dot_router__pb2.StreamRelayResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -52,6 +52,20 @@ class RouterServiceStub:
     end with an error (and may have been failed over to another channel). Cancelling
     the call cancels the upstream request.
     """
+    Relay: _grpc.UnaryUnaryMultiCallable[_router_pb2.RelayRequest, _router_pb2.RelayResponse]
+    """Relay runs one non-streaming request of another OpenAI endpoint (see Operation):
+    the body goes to an OpenAI-compatible upstream as the client sent it (only the
+    model id is replaced when the channel maps it), and the upstream's answer comes
+    back as it was, with the usage typed. Failover as for chat completions.
+    """
+    StreamRelay: _grpc.UnaryStreamMultiCallable[_router_pb2.StreamRelayRequest, _router_pb2.StreamRelayResponse]
+    """StreamRelay runs one streaming request of another OpenAI endpoint: legacy
+    completions and responses with `stream: true` (server-sent events) and audio
+    speech (binary audio). Items follow the rules of StreamChatCompletion: nothing is
+    sent before the upstream's first content, the last item carries the end, and the
+    event carrying the usage (the usage chunk of completions, `response.completed` of
+    responses) is always sent in the last item.
+    """
     ListModels: _grpc.UnaryUnaryMultiCallable[_router_pb2.ListModelsRequest, _router_pb2.ListModelsResponse]
     """ListModels returns the models that at least one enabled channel serves."""
 
@@ -78,6 +92,20 @@ class RouterServiceAsyncStub(RouterServiceStub):
     chunk, so a failure before that is still reported as a single item holding only the
     end with an error (and may have been failed over to another channel). Cancelling
     the call cancels the upstream request.
+    """
+    Relay: _aio.UnaryUnaryMultiCallable[_router_pb2.RelayRequest, _router_pb2.RelayResponse]  # type: ignore[assignment]
+    """Relay runs one non-streaming request of another OpenAI endpoint (see Operation):
+    the body goes to an OpenAI-compatible upstream as the client sent it (only the
+    model id is replaced when the channel maps it), and the upstream's answer comes
+    back as it was, with the usage typed. Failover as for chat completions.
+    """
+    StreamRelay: _aio.UnaryStreamMultiCallable[_router_pb2.StreamRelayRequest, _router_pb2.StreamRelayResponse]  # type: ignore[assignment]
+    """StreamRelay runs one streaming request of another OpenAI endpoint: legacy
+    completions and responses with `stream: true` (server-sent events) and audio
+    speech (binary audio). Items follow the rules of StreamChatCompletion: nothing is
+    sent before the upstream's first content, the last item carries the end, and the
+    event carrying the usage (the usage chunk of completions, `response.completed` of
+    responses) is always sent in the last item.
     """
     ListModels: _aio.UnaryUnaryMultiCallable[_router_pb2.ListModelsRequest, _router_pb2.ListModelsResponse]  # type: ignore[assignment]
     """ListModels returns the models that at least one enabled channel serves."""
@@ -114,6 +142,32 @@ class RouterServiceServicer(metaclass=_abc_1.ABCMeta):
         chunk, so a failure before that is still reported as a single item holding only the
         end with an error (and may have been failed over to another channel). Cancelling
         the call cancels the upstream request.
+        """
+
+    @_abc_1.abstractmethod
+    def Relay(
+        self,
+        request: _router_pb2.RelayRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_router_pb2.RelayResponse, _abc.Awaitable[_router_pb2.RelayResponse]]:
+        """Relay runs one non-streaming request of another OpenAI endpoint (see Operation):
+        the body goes to an OpenAI-compatible upstream as the client sent it (only the
+        model id is replaced when the channel maps it), and the upstream's answer comes
+        back as it was, with the usage typed. Failover as for chat completions.
+        """
+
+    @_abc_1.abstractmethod
+    def StreamRelay(
+        self,
+        request: _router_pb2.StreamRelayRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_router_pb2.StreamRelayResponse], _abc.AsyncIterator[_router_pb2.StreamRelayResponse]]:
+        """StreamRelay runs one streaming request of another OpenAI endpoint: legacy
+        completions and responses with `stream: true` (server-sent events) and audio
+        speech (binary audio). Items follow the rules of StreamChatCompletion: nothing is
+        sent before the upstream's first content, the last item carries the end, and the
+        event carrying the usage (the usage chunk of completions, `response.completed` of
+        responses) is always sent in the last item.
         """
 
     @_abc_1.abstractmethod
