@@ -48,7 +48,7 @@ class Tariff:
     completion_nanos: int
     cached_prompt_nanos: int
     multiplier_bps: int
-    unit_nanos: Mapping[str, int] = field(default=_NO_UNITS)
+    unit_nanos: Mapping[str, int] = field(default_factory=lambda: _NO_UNITS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,7 +58,7 @@ class Metered:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cached_prompt_tokens: int = 0
-    units: Mapping[str, int] = field(default=_NO_UNITS)
+    units: Mapping[str, int] = field(default_factory=lambda: _NO_UNITS)
 
 
 def unpriced_units(tariff: Tariff, units: Mapping[str, int]) -> list[str]:
