@@ -6,22 +6,21 @@ The store makes each step atomic; this module decides amounts and what an outcom
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import Enum
 
 from services.billing.domain import (
-    INT64_MAX,
     Hold,
     HoldStatus,
     NewHold,
-    Tariff,
-    TokenUsage,
     TopUp,
+    Usage,
     UsageReport,
     UsageSource,
     Wallet,
+    no_units,
 )
 from services.billing.errors import (
     AmountOutOfRange,
@@ -31,8 +30,9 @@ from services.billing.errors import (
     InvalidBillingRequest,
     ModelNotPriced,
 )
-from services.billing.pricing import PriceBook, cost_nanos
+from services.billing.pricing import PriceBook, charge_nanos, covers
 from services.billing.store import BillingStore
+from services.common.charges import INT64_MAX, Tariff
 from services.common.gateway_config import ModelPrice
 
 logger = logging.getLogger(__name__)
@@ -64,15 +64,19 @@ class ReserveRequest:
     model: str
     prompt_tokens: int
     max_completion_tokens: int
+    # The most of each non-token unit the request may consume (see domain.unit_quantities).
+    max_units: Mapping[str, int] = field(default_factory=no_units)
 
 
 @dataclass(frozen=True, slots=True)
 class ReserveResult:
-    """The decision, the amount held (0 unless reserved) and the wallet after it."""
+    """The decision, the amount held (0 unless reserved), the wallet, the hold's tariff."""
 
     decision: ReserveDecision
     held_nanos: int
     wallet: Wallet
+    # What the hold was placed at (the stored snapshot on a replay); None unless reserved.
+    tariff: Tariff | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,7 +84,7 @@ class SettleRequest:
     """The real usage of a reserved request."""
 
     request_id: str
-    usage: TokenUsage
+    usage: Usage
     usage_source: UsageSource
     channel: str
 
@@ -117,15 +121,21 @@ class Ledger:
         return price
 
     async def reserve(self, req: ReserveRequest) -> ReserveResult:
-        """Hold the cost of the prompt plus the largest completion; idempotent by request id."""
+        """Hold the request's maximum cost (prompt, largest completion, most units); idempotent.
+
+        MODEL_NOT_PRICED when the model has no price or its price does not cover the
+        request: tokens on a model priced by units only, or a unit it does not price.
+        """
         _require(req.request_id, "request_id")
         _require(req.account_id, "account_id")
         _require(req.model, "model")
-        tariff = self._prices.tariff(req.model, req.group)
-        if tariff is None:
+        maximum = Usage(req.prompt_tokens, req.max_completion_tokens, units=req.max_units)
+        price = self._prices.price(req.model)
+        if price is None or not covers(price, maximum):
             wallet = await self._store.get_wallet(req.account_id)
             return ReserveResult(ReserveDecision.MODEL_NOT_PRICED, 0, wallet)
-        amount = cost_nanos(tariff, TokenUsage(req.prompt_tokens, req.max_completion_tokens))
+        tariff = self._prices.tariff_of(price, req.group)
+        amount = charge_nanos(tariff, maximum)
         outcome = await self._store.place_hold(
             NewHold(
                 req.request_id,
@@ -149,17 +159,24 @@ class Ledger:
                 )
             if hold.status is not HoldStatus.OPEN:
                 raise HoldNotOpen(req.request_id, hold.status.value)
-        return ReserveResult(ReserveDecision.RESERVED, hold.amount_nanos, outcome.wallet)
+        return ReserveResult(
+            ReserveDecision.RESERVED, hold.amount_nanos, outcome.wallet, hold.tariff
+        )
 
     async def settle(self, req: SettleRequest) -> SettleResult:
-        """Charge the real cost of an open hold exactly once; replays return the first result."""
+        """Charge the real cost of an open hold exactly once; replays return the first result.
+
+        UnpricedUsage (nothing changed) when the usage holds a unit the hold's tariff does
+        not price.
+        """
         _require(req.request_id, "request_id")
         usage = req.usage
 
         def price(tariff: Tariff) -> int:
             # Billed with the tariff snapshot taken at reserve time, so a price change
-            # between reserve and settle cannot make a request free or unbillable.
-            return cost_nanos(tariff, usage)
+            # between reserve and settle cannot make a request free or unbillable. Raised
+            # inside the store's transaction, an error rolls the whole settle back.
+            return charge_nanos(tariff, usage)
 
         report = UsageReport(req.request_id, usage, req.usage_source, req.channel, self._clock())
         outcome = await self._store.settle_hold(report, price)

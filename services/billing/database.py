@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event, inspect
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
@@ -44,9 +44,28 @@ def open_async_engine(url: str) -> AsyncEngine:
     )
 
 
+class SchemaOutdated(RuntimeError):
+    """The database has the billing tables, but not all of this version's columns."""
+
+
 async def create_schema(runner: TransactionRunner) -> None:
-    """Create the tables that do not exist yet (migrations with alembic later)."""
-    await runner.write(Base.metadata.create_all)
+    """Create the tables that do not exist yet; SchemaOutdated if one lacks a column."""
+    await runner.write(_create_and_check)
+
+
+def _create_and_check(conn: Connection) -> None:
+    Base.metadata.create_all(conn)
+    # create_all never alters an existing table, and until migrations exist (alembic
+    # later) a missing column would fail every reserve or settle: refuse to start.
+    inspector = inspect(conn)
+    for table in Base.metadata.sorted_tables:
+        present = {column["name"] for column in inspector.get_columns(table.name)}
+        missing = [column.name for column in table.columns if column.name not in present]
+        if missing:
+            raise SchemaOutdated(
+                f"billing table {table.name!r} lacks columns {', '.join(missing)}: the"
+                " database was made by an older version; recreate it (no migrations yet)"
+            )
 
 
 def _open_sqlite(url: URL) -> Engine:

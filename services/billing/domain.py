@@ -1,18 +1,27 @@
 """The billing vocabulary: wallets, tariffs, usage, holds and their outcomes.
 
 Plain frozen dataclasses shared by the core, the store and the servicer. Every amount is
-an int of nano-USD (1e-9 USD); nothing here is ever a float.
+an int of nano-USD (1e-9 USD); nothing here is ever a float. The tariff and the charge
+formula are the shared ones of `services.common.charges`, so billing and the edge agree.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
+from types import MappingProxyType
 
 from services.billing.errors import InvalidBillingRequest
+from services.common.charges import Metered, Tariff
 
-INT64_MAX = 2**63 - 1
+NO_UNITS: Mapping[str, int] = MappingProxyType({})
+
+
+def no_units() -> Mapping[str, int]:
+    """The empty unit map (a dataclass default: a mappingproxy is not a hashable default)."""
+    return NO_UNITS
 
 
 class HoldStatus(StrEnum):
@@ -51,24 +60,30 @@ class Wallet:
         return self.balance_nanos - self.held_nanos
 
 
+def unit_quantities(pairs: Iterable[tuple[str, int]]) -> Mapping[str, int]:
+    """A unit -> quantity map, sorted by unit; InvalidBillingRequest on a bad or repeated unit."""
+    quantities: dict[str, int] = {}
+    for unit, quantity in pairs:
+        if not unit:
+            raise InvalidBillingRequest("a unit needs a name")
+        if unit in quantities:
+            raise InvalidBillingRequest(f"unit {unit!r} is listed twice")
+        if quantity < 0:
+            raise InvalidBillingRequest(f"the quantity of unit {unit!r} must not be negative")
+        quantities[unit] = quantity
+    return MappingProxyType(dict(sorted(quantities.items()))) if quantities else NO_UNITS
+
+
 @dataclass(frozen=True, slots=True)
-class Tariff:
-    """The unit prices and group multiplier one request is billed with."""
-
-    prompt_nanos: int
-    completion_nanos: int
-    cached_prompt_nanos: int
-    multiplier_bps: int
-
-
-@dataclass(frozen=True, slots=True)
-class TokenUsage:
-    """Token counts of one request; cached and reasoning tokens are subsets."""
+class Usage:
+    """What one request consumed: tokens (cached and reasoning are subsets) and units."""
 
     prompt_tokens: int
     completion_tokens: int
     cached_prompt_tokens: int = 0
     reasoning_tokens: int = 0
+    # Usually built by unit_quantities (sorted, repeated units refused).
+    units: Mapping[str, int] = field(default_factory=no_units)
 
     def __post_init__(self) -> None:
         counts = (
@@ -83,6 +98,15 @@ class TokenUsage:
             raise InvalidBillingRequest("cached_prompt_tokens exceeds prompt_tokens")
         if self.reasoning_tokens > self.completion_tokens:
             raise InvalidBillingRequest("reasoning_tokens exceeds completion_tokens")
+        if any(not unit or quantity < 0 for unit, quantity in self.units.items()):
+            raise InvalidBillingRequest("unit quantities need a name and must not be negative")
+
+    @property
+    def metered(self) -> Metered:
+        """The usage as the charge formula reads it."""
+        return Metered(
+            self.prompt_tokens, self.completion_tokens, self.cached_prompt_tokens, self.units
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,7 +152,7 @@ class UsageReport:
     """The real usage of a held request, to settle it with."""
 
     request_id: str
-    usage: TokenUsage
+    usage: Usage
     usage_source: UsageSource
     channel: str
     at: datetime

@@ -2,6 +2,7 @@
 
     BillingError
     ├── InvalidBillingRequest   malformed input (empty ids, negative tokens, bad amounts)
+    │   └── UnpricedUsage       a settled usage holds a unit its hold's tariff does not price
     ├── AmountOutOfRange        a cost or balance would not fit in int64 nano-USD
     ├── ModelNotPriced          the model has no price (GetPrice only; reserve answers
     │                           with a decision instead)
@@ -22,6 +23,14 @@ class BillingError(Exception):
 
 class InvalidBillingRequest(BillingError):
     """The request is malformed."""
+
+
+class UnpricedUsage(InvalidBillingRequest):
+    """The usage holds a unit that the hold's tariff has no price for."""
+
+    def __init__(self, unit: str) -> None:
+        super().__init__(f"unit {unit!r} is not priced by the tariff of this request")
+        self.unit = unit
 
 
 class AmountOutOfRange(BillingError):

@@ -14,6 +14,13 @@ SETTLED_NANOS = Counter(
 SETTLE_DUPLICATES = Counter(
     "apirelay_billing_settle_duplicates_total", "Settles of an already settled request."
 )
+# The kinds come from priced units only (settle refuses others), so the labels are bounded
+# by the configured prices.
+CHARGES = Counter(
+    "apirelay_billing_charges_total",
+    'First settles by what they charged for: "tokens", or a unit family ("image", ...).',
+    ["kind"],
+)
 CHARGES_OVER_HOLD = Counter(
     "apirelay_billing_charges_over_hold_total", "Settles whose real cost exceeded the hold."
 )

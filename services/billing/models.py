@@ -1,14 +1,24 @@
 """SQLAlchemy tables of the billing database; used only by `store.py`.
 
 Money columns are BIGINT nano-USD. The schema is created with `metadata.create_all` at
-startup (alembic migrations later).
+startup (alembic migrations later): create_all adds missing tables, never missing
+columns, so a database made before a column was added must be recreated.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, CheckConstraint, DateTime, Index, Integer, MetaData, String
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    DateTime,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 # SQLite only auto-increments an INTEGER PRIMARY KEY.
@@ -62,6 +72,8 @@ class HoldRow(Base):
     completion_price_nanos: Mapped[int] = mapped_column(BigInteger, nullable=False)
     cached_prompt_price_nanos: Mapped[int] = mapped_column(BigInteger, nullable=False)
     multiplier_bps: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    # The tariff's non-token unit prices: a JSON object {unit: nano-USD} (unit_json.py).
+    unit_prices_json: Mapped[str] = mapped_column(Text, nullable=False)
     amount_nanos: Mapped[int] = mapped_column(BigInteger, nullable=False)
     status: Mapped[str] = mapped_column(String(16), nullable=False)
     charged_nanos: Mapped[int] = mapped_column(BigInteger, nullable=False, default=0)
@@ -115,6 +127,8 @@ class UsageRecordRow(Base):
     completion_tokens: Mapped[int] = mapped_column(BigInteger, nullable=False)
     cached_prompt_tokens: Mapped[int] = mapped_column(BigInteger, nullable=False)
     reasoning_tokens: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    # Non-token units consumed: a JSON object {unit: quantity} (unit_json.py).
+    units_json: Mapped[str] = mapped_column(Text, nullable=False)
     usage_source: Mapped[str] = mapped_column(String(16), nullable=False)
     cost_nanos: Mapped[int] = mapped_column(BigInteger, nullable=False)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)

@@ -1,10 +1,7 @@
-"""Prices in memory and the one cost formula, in integer nano-USD.
+"""Prices in memory, the tariff of a request, and its charge in integer nano-USD.
 
-cost = ((prompt - cached) * prompt_price + cached * cached_price
-        + completion * completion_price) * multiplier_bps / 10000
-
-The division is the only rounding step and rounds half up, once per charge. Amounts are
-never negative, so `(x + 5000) // 10000` is exactly round-half-up.
+The charge formula itself is the shared one (`services.common.charges.cost_nanos`), so
+the edge, reporting a request's cost from its hold's tariff, computes the same number.
 """
 
 from __future__ import annotations
@@ -13,8 +10,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 
-from services.billing.domain import INT64_MAX, Tariff, TokenUsage
-from services.billing.errors import AmountOutOfRange
+from services.billing.domain import Usage
+from services.billing.errors import AmountOutOfRange, UnpricedUsage
+from services.common.charges import ChargeOutOfRange, Tariff, UnpricedUnit, cost_nanos
 from services.common.gateway_config import (
     DEFAULT_GROUP,
     FULL_MULTIPLIER_BPS,
@@ -22,21 +20,22 @@ from services.common.gateway_config import (
     ModelPrice,
 )
 
-_HALF_BPS = FULL_MULTIPLIER_BPS // 2
+
+def charge_nanos(tariff: Tariff, usage: Usage) -> int:
+    """The charge for `usage` under `tariff`: UnpricedUsage or AmountOutOfRange if impossible."""
+    try:
+        return cost_nanos(tariff, usage.metered)
+    except UnpricedUnit as exc:
+        raise UnpricedUsage(exc.unit) from exc
+    except ChargeOutOfRange as exc:
+        raise AmountOutOfRange(str(exc)) from exc
 
 
-def cost_nanos(tariff: Tariff, usage: TokenUsage) -> int:
-    """The charge for `usage` under `tariff`, rounded half up once; fits in int64."""
-    uncached = usage.prompt_tokens - usage.cached_prompt_tokens
-    base = (
-        uncached * tariff.prompt_nanos
-        + usage.cached_prompt_tokens * tariff.cached_prompt_nanos
-        + usage.completion_tokens * tariff.completion_nanos
-    )
-    cost = (base * tariff.multiplier_bps + _HALF_BPS) // FULL_MULTIPLIER_BPS
-    if cost > INT64_MAX:
-        raise AmountOutOfRange("the cost of this request does not fit in int64 nano-USD")
-    return cost
+def covers(price: ModelPrice, usage: Usage) -> bool:
+    """Whether `price` prices all of `usage`: its tokens, and each unit with a quantity."""
+    if (usage.prompt_tokens or usage.completion_tokens) and not price.prices_tokens:
+        return False
+    return all(q <= 0 or unit in price.units for unit, q in usage.units.items())
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,7 +64,16 @@ class PriceBook:
     def tariff(self, model: str, group: str) -> Tariff | None:
         """The resolved prices for a request, or None when the model is not priced."""
         price = self.price(model)
-        if price is None:
-            return None
-        cached = price.prompt if price.cached_prompt is None else price.cached_prompt
-        return Tariff(price.prompt, price.completion, cached, self.multiplier_bps(group))
+        return None if price is None else self.tariff_of(price, group)
+
+    def tariff_of(self, price: ModelPrice, group: str) -> Tariff:
+        """The tariff of `price` for `group`; a model without token prices gets 0 for them.
+
+        Those zeros never bill tokens the model does not price: reserve refuses such a
+        request (`covers`) before it gets a hold.
+        """
+        prompt = price.prompt or 0
+        cached = prompt if price.cached_prompt is None else price.cached_prompt
+        return Tariff(
+            prompt, price.completion or 0, cached, self.multiplier_bps(group), price.units
+        )

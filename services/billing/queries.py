@@ -20,13 +20,14 @@ from services.billing.domain import (
     HoldStatus,
     LedgerKind,
     NewHold,
-    Tariff,
     TopUp,
     UsageReport,
     Wallet,
 )
 from services.billing.models import HoldRow, LedgerEntryRow, UsageRecordRow, WalletRow
 from services.billing.statements import Statement
+from services.billing.unit_json import dump_units, load_units
+from services.common.charges import Tariff
 
 _OPEN = HoldStatus.OPEN.value
 _WALLET_KEYS = ("account_id", "balance_nanos", "held_nanos", "updated_at")
@@ -40,6 +41,7 @@ _HOLD_KEYS = (
     "completion_price_nanos",
     "cached_prompt_price_nanos",
     "multiplier_bps",
+    "unit_prices_json",
     "amount_nanos",
     "status",
     "charged_nanos",
@@ -116,6 +118,7 @@ _HOLD_COLUMNS = (
     HoldRow.completion_price_nanos,
     HoldRow.cached_prompt_price_nanos,
     HoldRow.multiplier_bps,
+    HoldRow.unit_prices_json,
     HoldRow.amount_nanos,
     HoldRow.status,
     HoldRow.charged_nanos,
@@ -196,6 +199,7 @@ def insert_hold(conn: Connection, hold: NewHold) -> bool:
         "completion_price_nanos": hold.tariff.completion_nanos,
         "cached_prompt_price_nanos": hold.tariff.cached_prompt_nanos,
         "multiplier_bps": hold.tariff.multiplier_bps,
+        "unit_prices_json": dump_units(hold.tariff.unit_nanos),
         "amount_nanos": hold.amount_nanos,
         "status": _OPEN,
         "charged_nanos": 0,
@@ -255,6 +259,7 @@ def insert_usage_record(conn: Connection, report: UsageReport, hold: Hold, charg
         "completion_tokens": usage.completion_tokens,
         "cached_prompt_tokens": usage.cached_prompt_tokens,
         "reasoning_tokens": usage.reasoning_tokens,
+        "units_json": dump_units(usage.units),
         "usage_source": report.usage_source.value,
         "cost_nanos": charge,
         "created_at": report.at,
@@ -284,16 +289,7 @@ def read_top_up(conn: Connection, reference: str) -> tuple[str, int] | None:
 
 def _hold_from_row(row: Sequence[Any]) -> Hold:
     (request_id, account_id, key_id, group, model, prompt, completion, cached, bps) = row[:9]
-    amount, status, charged = row[9:12]
-    tariff = Tariff(prompt, completion, cached, bps)
-    return Hold(
-        request_id,
-        account_id,
-        key_id,
-        group,
-        model,
-        tariff,
-        amount,
-        HoldStatus(status),
-        charged,
-    )
+    unit_prices, amount, status_text, charged = row[9:13]
+    tariff = Tariff(prompt, completion, cached, bps, load_units(unit_prices))
+    status = HoldStatus(status_text)
+    return Hold(request_id, account_id, key_id, group, model, tariff, amount, status, charged)

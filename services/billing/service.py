@@ -8,8 +8,8 @@ import grpc
 
 from apirelay.billing.v1 import billing_pb2, billing_pb2_grpc
 from apirelay.common.v1 import batch_pb2, usage_pb2
-from services.billing.core import Ledger, ReserveDecision, ReserveRequest, SettleRequest
-from services.billing.domain import TokenUsage, UsageSource, Wallet
+from services.billing.core import Ledger, ReserveDecision, SettleRequest
+from services.billing.domain import Usage, UsageSource
 from services.billing.errors import (
     AmountOutOfRange,
     HoldNotFound,
@@ -21,10 +21,18 @@ from services.billing.errors import (
 )
 from services.billing.metrics import (
     BATCH_ITEMS,
+    CHARGES,
     CHARGES_OVER_HOLD,
     RESERVES,
     SETTLE_DUPLICATES,
     SETTLED_NANOS,
+)
+from services.billing.wire import (
+    price_to_proto,
+    reserve_from_proto,
+    tariff_to_proto,
+    usage_from_proto,
+    wallet_to_proto,
 )
 from services.common.batch import ItemError, process_items
 from services.common.interceptor import ErrorTable
@@ -53,24 +61,12 @@ _SOURCES = {
 }
 
 
-def wallet_to_proto(wallet: Wallet) -> billing_pb2.Wallet:
-    """The wire form of a wallet."""
-    return billing_pb2.Wallet(
-        account_id=wallet.account_id,
-        balance_nanos=wallet.balance_nanos,
-        held_nanos=wallet.held_nanos,
-        available_nanos=wallet.available_nanos,
-    )
-
-
-def usage_from_proto(usage: usage_pb2.Usage) -> TokenUsage:
-    """Token counts from the wire; invalid counts raise InvalidBillingRequest."""
-    return TokenUsage(
-        prompt_tokens=usage.prompt_tokens,
-        completion_tokens=usage.completion_tokens,
-        cached_prompt_tokens=usage.cached_prompt_tokens,
-        reasoning_tokens=usage.reasoning_tokens,
-    )
+def charge_kinds(usage: Usage) -> set[str]:
+    """What a usage is charged for: "tokens" and the family of each unit ("image", ...)."""
+    kinds = {unit.split("/", 1)[0] for unit, quantity in usage.units.items() if quantity > 0}
+    if usage.prompt_tokens or usage.completion_tokens:
+        kinds.add("tokens")
+    return kinds
 
 
 class BillingServicer(billing_pb2_grpc.BillingServiceServicer):
@@ -145,36 +141,20 @@ class BillingServicer(billing_pb2_grpc.BillingServiceServicer):
     async def GetPrice(
         self, request: billing_pb2.GetPriceRequest, context: Context
     ) -> billing_pb2.GetPriceResponse:
-        """A model's price; NOT_FOUND when it has none."""
+        """A model's price, unit prices sorted by unit; NOT_FOUND when it has none."""
         price = self._ledger.price(request.model)
-        return billing_pb2.GetPriceResponse(
-            price=billing_pb2.Price(
-                model=request.model,
-                prompt_nanos_per_token=price.prompt,
-                completion_nanos_per_token=price.completion,
-                cached_prompt_nanos_per_token=price.cached_prompt or 0,
-            )
-        )
+        return billing_pb2.GetPriceResponse(price=price_to_proto(request.model, price))
 
     async def _reserve(
         self, request: billing_pb2.ReserveCreditRequest
     ) -> billing_pb2.ReserveCreditResponse:
-        result = await self._ledger.reserve(
-            ReserveRequest(
-                request_id=request.request_id,
-                account_id=request.account_id,
-                key_id=request.key_id,
-                group=request.group,
-                model=request.model,
-                prompt_tokens=request.prompt_tokens,
-                max_completion_tokens=request.max_completion_tokens,
-            )
-        )
+        result = await self._ledger.reserve(reserve_from_proto(request))
         RESERVES.labels(result.decision.value).inc()
         return billing_pb2.ReserveCreditResponse(
             decision=_DECISIONS[result.decision],
             held_nanos=result.held_nanos,
             wallet=wallet_to_proto(result.wallet),
+            tariff=None if result.tariff is None else tariff_to_proto(result.tariff),
         )
 
     async def _settle(
@@ -185,13 +165,14 @@ class BillingServicer(billing_pb2_grpc.BillingServiceServicer):
         source = _SOURCES.get(request.usage_source)
         if source is None:
             raise InvalidBillingRequest("usage_source must be UPSTREAM or ESTIMATED")
+        usage = usage_from_proto(request.usage)
         result = await self._ledger.settle(
-            SettleRequest(
-                request.request_id, usage_from_proto(request.usage), source, request.channel
-            )
+            SettleRequest(request.request_id, usage, source, request.channel)
         )
         if result.newly_settled:
             SETTLED_NANOS.inc(result.charged_nanos)
+            for kind in charge_kinds(usage):
+                CHARGES.labels(kind).inc()
         else:
             SETTLE_DUPLICATES.inc()
         if result.exceeded_hold:

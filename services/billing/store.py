@@ -22,13 +22,11 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from services.billing import queries as q
 from services.billing.domain import (
-    INT64_MAX,
     Hold,
     HoldStatus,
     NewHold,
     PlaceOutcome,
     SettleOutcome,
-    Tariff,
     TopUp,
     TopUpOutcome,
     UsageReport,
@@ -36,6 +34,7 @@ from services.billing.domain import (
 )
 from services.billing.errors import AmountOutOfRange, StoreUnavailable
 from services.billing.runner import Rollback, TransactionRunner
+from services.common.charges import INT64_MAX, Tariff
 
 logger = logging.getLogger(__name__)
 

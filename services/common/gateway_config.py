@@ -8,30 +8,56 @@ bad entry.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 import yaml
+
+from services.common.units import AUDIO_SECOND, CHARACTER, image_unit
 
 CONFIG_ENV = "APIRELAY_CONFIG"
 DEFAULT_GROUP = "default"
 FULL_MULTIPLIER_BPS = 10_000
 DEFAULT_MOCK_REPLY = "Hello from apirelay! This is the demo model answering your request."
+INT64_MAX = 2**63 - 1
+_TOKEN_PRICE_KEYS = ("prompt", "completion", "cached_prompt")
+# The YAML key of each single-unit price and the billing unit it prices.
+_UNIT_PRICE_KEYS = {"audio_second": AUDIO_SECOND, "character": CHARACTER}
+_PRICE_KEYS = (*_TOKEN_PRICE_KEYS, "images", *_UNIT_PRICE_KEYS)
+# An image size or quality becomes one segment of a unit name ("image/<size>/<quality>").
+_UNIT_PART = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 
 
 class ConfigError(ValueError):
     """The configuration file is missing or invalid."""
 
 
+def _no_units() -> Mapping[str, int]:
+    return MappingProxyType({})
+
+
 @dataclass(frozen=True, slots=True)
 class ModelPrice:
-    """Integer nano-USD per token; None for cached means the prompt price applies."""
+    """Integer nano-USD per token and per non-token unit (see services.common.units).
 
-    prompt: int
-    completion: int
+    `prompt` and `completion` are both set or both None; None means the model is not
+    priced for tokens (a price of 0 must be explicit). None for `cached_prompt` means the
+    prompt price applies. `units` maps a unit name to its price, sorted by unit.
+    """
+
+    prompt: int | None = None
+    completion: int | None = None
     cached_prompt: int | None = None
+    units: Mapping[str, int] = field(default_factory=_no_units)
+
+    @property
+    def prices_tokens(self) -> bool:
+        """Whether the model has token prices."""
+        return self.prompt is not None and self.completion is not None
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,16 +152,7 @@ def _int(value: Any, where: str, minimum: int = 0) -> int:
 def _model(raw: Any, where: str) -> ModelEntry:
     if not isinstance(raw, dict) or not isinstance(raw.get("id"), str):
         raise ConfigError(f"{where}: a model needs a string 'id'")
-    price = None
-    if (p := raw.get("price")) is not None:
-        if not isinstance(p, dict):
-            raise ConfigError(f"{where}.price: expected a mapping")
-        cached = p.get("cached_prompt")
-        price = ModelPrice(
-            prompt=_int(p.get("prompt"), f"{where}.price.prompt"),
-            completion=_int(p.get("completion"), f"{where}.price.completion"),
-            cached_prompt=None if cached is None else _int(cached, f"{where}.price.cached_prompt"),
-        )
+    price = None if raw.get("price") is None else _price(raw["price"], f"{where}.price")
     return ModelEntry(
         id=raw["id"],
         owned_by=str(raw.get("owned_by", "apirelay")),
@@ -143,6 +160,52 @@ def _model(raw: Any, where: str) -> ModelEntry:
         max_output_tokens=_int(raw.get("max_output_tokens", 4096), f"{where}.max_output_tokens", 1),
         price=price,
     )
+
+
+def _nanos(value: Any, where: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= INT64_MAX:
+        raise ConfigError(f"{where}: expected an integer price in nano-USD >= 0, got {value!r}")
+    return value
+
+
+def _price(raw: Any, where: str) -> ModelPrice:
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where}: expected a mapping")
+    for key in raw:
+        if key not in _PRICE_KEYS:
+            raise ConfigError(f"{where}: unknown price {key!r} (known: {', '.join(_PRICE_KEYS)})")
+    tokens = {k: _nanos(raw[k], f"{where}.{k}") for k in _TOKEN_PRICE_KEYS if k in raw}
+    if tokens and not {"prompt", "completion"} <= tokens.keys():
+        raise ConfigError(f"{where}: token prices need both 'prompt' and 'completion'")
+    units = _image_prices(raw["images"], f"{where}.images") if "images" in raw else {}
+    for key, unit in _UNIT_PRICE_KEYS.items():
+        if key in raw:
+            units[unit] = _nanos(raw[key], f"{where}.{key}")
+    if not tokens and not units:
+        raise ConfigError(f"{where}: expected token prices or unit prices")
+    return ModelPrice(
+        prompt=tokens.get("prompt"),
+        completion=tokens.get("completion"),
+        cached_prompt=tokens.get("cached_prompt"),
+        units=MappingProxyType(dict(sorted(units.items()))),
+    )
+
+
+def _image_prices(raw: Any, where: str) -> dict[str, int]:
+    """{size: {quality: nanos}} as unit prices ("image/<size>/<quality>": nanos)."""
+    if not isinstance(raw, dict) or not raw:
+        raise ConfigError(f"{where}: expected a mapping of image size to {{quality: price}}")
+    prices: dict[str, int] = {}
+    for size, qualities in raw.items():
+        if not isinstance(size, str) or not _UNIT_PART.fullmatch(size):
+            raise ConfigError(f"{where}: {size!r} is not an image size such as '1024x1024'")
+        if not isinstance(qualities, dict) or not qualities:
+            raise ConfigError(f"{where}.{size}: expected a mapping of quality to price")
+        for quality, nanos in qualities.items():
+            if not isinstance(quality, str) or not _UNIT_PART.fullmatch(quality):
+                raise ConfigError(f"{where}.{size}: {quality!r} is not an image quality")
+            prices[image_unit(size, quality)] = _nanos(nanos, f"{where}.{size}.{quality}")
+    return prices
 
 
 def _channel(raw: Any, where: str) -> ChannelEntry:

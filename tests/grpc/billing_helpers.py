@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeAlias
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 import grpc
 import yaml  # type: ignore[import-untyped]
@@ -19,11 +19,18 @@ from services.billing.server import start
 
 ADMIN_KEY = "test-admin-key"
 ADMIN = (("authorization", f"Bearer {ADMIN_KEY}"),)
-CONFIG = {
+IMAGE_PRICES = {
+    "1024x1024": {"standard": 40_000_000, "hd": 80_000_000},
+    "1792x1024": {"standard": 80_000_000, "hd": 120_000_000},
+}
+CONFIG: dict[str, Any] = {
     "models": [
         {"id": "m", "price": {"prompt": 150, "completion": 600, "cached_prompt": 75}},
         {"id": "free", "price": {"prompt": 0, "completion": 0}},
         {"id": "unpriced"},
+        {"id": "img", "price": {"images": IMAGE_PRICES}},
+        {"id": "whisper", "price": {"audio_second": 100_000}},
+        {"id": "tts", "price": {"character": 15_000}},
     ],
     "groups": {"default": 10_000, "vip": 8_500},
 }
@@ -37,10 +44,12 @@ if TYPE_CHECKING:
 
 
 @asynccontextmanager
-async def serve_billing(tmp_path: Path, admin_key: str = ADMIN_KEY) -> AsyncIterator[Stub]:
-    """A BillingService on 127.0.0.1:0 with CONFIG and a fresh SQLite database, and its stub."""
+async def serve_billing(
+    tmp_path: Path, admin_key: str = ADMIN_KEY, prices: Mapping[str, Any] = CONFIG
+) -> AsyncIterator[Stub]:
+    """A BillingService on 127.0.0.1:0 with `prices` and the SQLite database of tmp_path."""
     config = tmp_path / "apirelay.yaml"
-    config.write_text(yaml.safe_dump(CONFIG), encoding="utf-8")
+    config.write_text(yaml.safe_dump(dict(prices)), encoding="utf-8")
     settings = Settings(
         listen_addr="127.0.0.1:0",
         database_url=f"sqlite+aiosqlite:///{tmp_path / 'data' / 'billing.db'}",
@@ -75,6 +84,7 @@ def reserve(
     max_completion: int = 50,
     model: str = "m",
     group: str = "default",
+    units: Mapping[str, int] | None = None,
 ) -> billing_pb2.ReserveCreditRequest:
     return billing_pb2.ReserveCreditRequest(
         request_id=request_id,
@@ -84,7 +94,12 @@ def reserve(
         model=model,
         prompt_tokens=prompt,
         max_completion_tokens=max_completion,
+        max_units=unit_usages(units or {}),
     )
+
+
+def unit_usages(units: Mapping[str, int]) -> list[usage_pb2.UnitUsage]:
+    return [usage_pb2.UnitUsage(unit=u, quantity=q) for u, q in units.items()]
 
 
 def settle(
@@ -93,12 +108,14 @@ def settle(
     completion: int = 20,
     cached: int = 0,
     source: usage_pb2.UsageSource.ValueType = usage_pb2.USAGE_SOURCE_UPSTREAM,
+    units: Mapping[str, int] | None = None,
 ) -> billing_pb2.SettleCreditRequest:
     usage = usage_pb2.Usage(
         prompt_tokens=prompt,
         completion_tokens=completion,
         total_tokens=prompt + completion,
         cached_prompt_tokens=cached,
+        units=unit_usages(units or {}),
     )
     return billing_pb2.SettleCreditRequest(
         request_id=request_id, usage=usage, usage_source=source, channel="demo-mock"

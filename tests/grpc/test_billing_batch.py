@@ -44,7 +44,8 @@ def outcome(reply: billing_pb2.ReserveCreditResponse | billing_pb2.SettleCreditR
     wallet = reply.wallet
     fields = (wallet.balance_nanos, wallet.held_nanos, wallet.available_nanos)
     if isinstance(reply, billing_pb2.ReserveCreditResponse):
-        return (0, reply.decision, reply.held_nanos, *fields)
+        tariff = reply.tariff if reply.HasField("tariff") else None
+        return (0, reply.decision, reply.held_nanos, tariff, *fields)
     return (0, reply.charged_nanos, reply.newly_settled, *fields)
 
 
@@ -162,3 +163,56 @@ async def test_batches_count_their_sizes_and_each_item(stub: Stub) -> None:
     assert sample("apirelay_billing_reserves_total", {"decision": "insufficient_balance"}) == (
         short + 3)
     assert not (await stub.SettleCredits(billing_pb2.SettleCreditsRequest())).results
+
+
+HD, WIDE = "image/1024x1024/hd", "image/1792x1024/standard"
+
+
+def unit_reservations(account: str) -> list[billing_pb2.ReserveCreditRequest]:
+    return [reserve(account, f"{account}-1", 0, 0, model="img", units={HD: 2}),
+            reserve(account, f"{account}-2", 0, 0, model="img", units={"image/64x64/hd": 1}),
+            reserve(account, f"{account}-3", 1, 0, model="img", units={HD: 1}),
+            reserve(account, f"{account}-4", 0, 0, model="tts", units={"character": -1}),
+            reserve(account, f"{account}-5", 0, 0, model="whisper",
+                    units={"audio_second": 3, "character": 0}),
+            reserve(account, f"{account}-1", 0, 0, model="img", units={HD: 2})]
+
+
+def unit_settlements(account: str) -> list[billing_pb2.SettleCreditRequest]:
+    return [settle(f"{account}-1", 0, 0, units={HD: 1, "character": 1}),
+            settle(f"{account}-1", 0, 0, units={HD: 1, WIDE: 1}),
+            settle(f"{account}-5", 0, 0, units={"audio_second": 2, "audio_second ": 0}),
+            settle(f"{account}-1", 0, 0, units={HD: 1, "character": 0})]
+
+
+async def test_unit_batches_behave_like_single_calls(stub: Stub) -> None:
+    accounts = [await fund(stub, 10**9) for _ in range(2)]
+    reply = await stub.ReserveCredits(
+        billing_pb2.ReserveCreditsRequest(reservations=unit_reservations(accounts[0]))
+    )
+    results = list(reply.results)
+    invalid = code_of(grpc.StatusCode.INVALID_ARGUMENT)
+    assert [r.status.code for r in results] == [0, 0, 0, invalid, 0, 0]
+    assert [results[i].response.decision for i in (0, 1, 2, 4, 5)] == [
+        RESERVED, NOT_PRICED, NOT_PRICED, RESERVED, RESERVED]
+    assert results[0].response.held_nanos == 160_000_000
+    assert results[5].response.tariff == results[0].response.tariff
+    units = [p.unit for p in results[0].response.tariff.unit_prices]
+    assert units == sorted(units) and units[0] == HD
+    assert not results[1].response.HasField("tariff")
+    assert results[4].response.held_nanos == 300_000
+    singles = await single_outcomes(
+        stub.ReserveCredit, unit_reservations(accounts[1]), accounts[1]
+    )
+    assert batch_outcomes(results, accounts[0]) == singles
+    settled = await stub.SettleCredits(
+        billing_pb2.SettleCreditsRequest(settlements=unit_settlements(accounts[0]))
+    )
+    items = list(settled.results)
+    assert [r.status.code for r in items] == [invalid, 0, 0, 0]
+    assert "character" in items[0].status.message
+    assert [items[i].response.charged_nanos for i in (1, 2, 3)] == [
+        80_000_000 + 80_000_000, 200_000, 160_000_000]
+    assert [items[i].response.newly_settled for i in (1, 2, 3)] == [True, True, False]
+    singles = await single_outcomes(stub.SettleCredit, unit_settlements(accounts[1]), accounts[1])
+    assert batch_outcomes(items, accounts[0]) == singles

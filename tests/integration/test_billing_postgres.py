@@ -17,13 +17,14 @@ from apirelay.billing.v1 import billing_pb2
 from apirelay.common.v1 import usage_pb2
 from services.billing.core import Ledger, ReserveDecision, ReserveRequest, SettleRequest
 from services.billing.database import create_schema, open_async_engine, open_database
-from services.billing.domain import HoldStatus, TokenUsage, UsageSource
+from services.billing.domain import HoldStatus, Usage, UsageSource, unit_quantities
 from services.billing.errors import HoldNotOpen, StoreUnavailable
 from services.billing.models import HoldRow, LedgerEntryRow, UsageRecordRow, WalletRow
 from services.billing.pricing import PriceBook
 from services.billing.runner import AsyncEngineRunner
 from services.billing.service import BillingServicer
 from services.billing.store import SqlBillingStore
+from services.common.charges import Tariff
 from services.common.gateway_config import parse_gateway_config
 from tests.backends import free_port
 
@@ -33,7 +34,14 @@ PRICES = PriceBook.from_config(
     parse_gateway_config(
         {
             "models": [
-                {"id": "m", "price": {"prompt": 150, "completion": 600, "cached_prompt": 75}}
+                {"id": "m", "price": {"prompt": 150, "completion": 600, "cached_prompt": 75}},
+                {
+                    "id": "img",
+                    "price": {
+                        "images": {"1024x1024": {"standard": 40_000_000, "hd": 80_000_000}},
+                        "character": 15_000,
+                    },
+                },
             ],
             "groups": {"default": 10_000, "vip": 8_500},
         }
@@ -71,7 +79,7 @@ def reserve(account: str, request_id: str, group: str = "default") -> ReserveReq
 
 
 def settle(request_id: str, completion: int = 20) -> SettleRequest:
-    return SettleRequest(request_id, TokenUsage(100, completion, 30), UsageSource.UPSTREAM, "ch")
+    return SettleRequest(request_id, Usage(100, completion, 30), UsageSource.UPSTREAM, "ch")
 
 
 async def ledger_sum(engine: AsyncEngine, account: str) -> int:
@@ -142,6 +150,50 @@ async def test_concurrent_duplicate_settles_charge_exactly_once(
             )
         ).all()
     assert [tuple(row) for row in usage] == [(charge, 30)]
+
+
+async def test_a_units_round_trip_keeps_the_tariff_and_the_usage_units(
+    ledger: Ledger, engine: AsyncEngine
+) -> None:
+    account, rid = uid("acc"), uid("req")
+    hd, standard = "image/1024x1024/hd", "image/1024x1024/standard"
+    await ledger.add_credit(account, 10**9, "", "")
+    request = ReserveRequest(
+        rid, account, "key", "vip", "img", 0, 0, unit_quantities([(hd, 2), ("character", 0)])
+    )
+    reserved = await ledger.reserve(request)
+    tariff = Tariff(0, 0, 0, 8_500, {"character": 15_000, hd: 80_000_000, standard: 40_000_000})
+    assert reserved.decision is ReserveDecision.RESERVED
+    assert (reserved.held_nanos, reserved.tariff) == (136_000_000, tariff)
+    replay = await ledger.reserve(request)
+    assert replay.tariff == tariff and replay.held_nanos == 136_000_000
+    async with engine.connect() as conn:
+        stored = (
+            await conn.execute(select(HoldRow.unit_prices_json).where(HoldRow.request_id == rid))
+        ).scalar_one()
+    assert stored == (
+        '{"character":15000,"image/1024x1024/hd":80000000,"image/1024x1024/standard":40000000}'
+    )
+    units = unit_quantities([(standard, 1), (hd, 1), ("character", 3)])
+    usage = Usage(0, 0, units=units)
+    settled = await ledger.settle(SettleRequest(rid, usage, UsageSource.UPSTREAM, "ch"))
+    charge = ((40_000_000 + 80_000_000 + 3 * 15_000) * 8_500 + 5_000) // 10_000
+    assert settled.charged_nanos == charge and settled.newly_settled
+    wallet = await ledger.balance(account)
+    assert (wallet.balance_nanos, wallet.held_nanos) == (10**9 - charge, 0)
+    assert await ledger_sum(engine, account) == wallet.balance_nanos
+    async with engine.connect() as conn:
+        record = (
+            await conn.execute(
+                select(UsageRecordRow.units_json, UsageRecordRow.cost_nanos).where(
+                    UsageRecordRow.request_id == rid
+                )
+            )
+        ).one()
+    assert tuple(record) == (
+        '{"character":3,"image/1024x1024/hd":1,"image/1024x1024/standard":1}',
+        charge,
+    )
 
 
 async def test_settle_racing_release_resolves_once(ledger: Ledger) -> None:

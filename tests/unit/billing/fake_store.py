@@ -12,13 +12,13 @@ from services.billing.domain import (
     NewHold,
     PlaceOutcome,
     SettleOutcome,
-    Tariff,
-    TokenUsage,
     TopUp,
     TopUpOutcome,
+    Usage,
     UsageReport,
     Wallet,
 )
+from services.common.charges import Tariff
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,7 +39,7 @@ class FakeBillingStore:
     wallets: dict[str, Wallet] = field(default_factory=dict)
     holds: dict[str, Hold] = field(default_factory=dict)
     ledger: list[Entry] = field(default_factory=list)
-    usage: dict[str, TokenUsage] = field(default_factory=dict)
+    usage: dict[str, Usage] = field(default_factory=dict)
 
     async def get_wallet(self, account_id: str) -> Wallet:
         return self.wallets.get(account_id, Wallet(account_id))

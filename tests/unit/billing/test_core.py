@@ -13,7 +13,7 @@ from services.billing.core import (
     ReserveRequest,
     SettleRequest,
 )
-from services.billing.domain import HoldStatus, TokenUsage, UsageSource, Wallet
+from services.billing.domain import HoldStatus, Usage, UsageSource, Wallet
 from services.billing.errors import (
     HoldNotFound,
     HoldNotOpen,
@@ -63,7 +63,7 @@ def settle_req(
     request_id: str, prompt: int = 10, completion: int = 5, cached: int = 0
 ) -> SettleRequest:
     return SettleRequest(
-        request_id, TokenUsage(prompt, completion, cached), UsageSource.UPSTREAM, "chan"
+        request_id, Usage(prompt, completion, cached), UsageSource.UPSTREAM, "chan"
     )
 
 

@@ -1,4 +1,4 @@
-"""The cost formula: integers only, one round-half-up, multipliers, cached tokens."""
+"""The charge: integers only, one round-half-up, multipliers, cached tokens, units."""
 
 from __future__ import annotations
 
@@ -8,10 +8,11 @@ from fractions import Fraction
 
 import pytest
 
-from services.billing.domain import INT64_MAX, Tariff, TokenUsage
-from services.billing.errors import AmountOutOfRange, InvalidBillingRequest
-from services.billing.pricing import PriceBook, cost_nanos
-from services.common.gateway_config import parse_gateway_config
+from services.billing.domain import Usage, unit_quantities
+from services.billing.errors import AmountOutOfRange, InvalidBillingRequest, UnpricedUsage
+from services.billing.pricing import PriceBook, charge_nanos, covers
+from services.common.charges import INT64_MAX, Tariff
+from services.common.gateway_config import ModelPrice, parse_gateway_config
 
 
 def tariff(prompt: int = 150, completion: int = 600, cached: int = 75, bps: int = 10_000) -> Tariff:
@@ -19,12 +20,12 @@ def tariff(prompt: int = 150, completion: int = 600, cached: int = 75, bps: int 
 
 
 def test_cost_is_tokens_times_prices() -> None:
-    assert cost_nanos(tariff(), TokenUsage(1000, 500)) == 1000 * 150 + 500 * 600
+    assert charge_nanos(tariff(), Usage(1000, 500)) == 1000 * 150 + 500 * 600
 
 
 def test_cached_tokens_use_the_cached_price() -> None:
-    usage = TokenUsage(prompt_tokens=1000, completion_tokens=10, cached_prompt_tokens=400)
-    assert cost_nanos(tariff(), usage) == 600 * 150 + 400 * 75 + 10 * 600
+    usage = Usage(prompt_tokens=1000, completion_tokens=10, cached_prompt_tokens=400)
+    assert charge_nanos(tariff(), usage) == 600 * 150 + 400 * 75 + 10 * 600
 
 
 @pytest.mark.parametrize(
@@ -41,31 +42,31 @@ def test_cached_tokens_use_the_cached_price() -> None:
 )
 def test_multiplier_rounds_half_up_once(base_tokens: int, bps: int, expected: int) -> None:
     t = Tariff(prompt_nanos=1, completion_nanos=0, cached_prompt_nanos=1, multiplier_bps=bps)
-    assert cost_nanos(t, TokenUsage(base_tokens, 0)) == expected
+    assert charge_nanos(t, Usage(base_tokens, 0)) == expected
 
 
 def test_rounding_is_applied_to_the_sum_not_per_part() -> None:
     # Each part alone would be 0.5 -> 1 (total 2); the sum 1.0 must give 1.
     t = Tariff(prompt_nanos=1, completion_nanos=1, cached_prompt_nanos=1, multiplier_bps=5_000)
-    assert cost_nanos(t, TokenUsage(1, 1)) == 1
+    assert charge_nanos(t, Usage(1, 1)) == 1
 
 
 def test_big_numbers_are_exact() -> None:
-    usage = TokenUsage(
+    usage = Usage(
         prompt_tokens=10**12, completion_tokens=10**12 + 7, cached_prompt_tokens=3 * 10**11
     )
     t = tariff(prompt=15_000, completion=60_001, cached=7_501, bps=8_333)
     base = 7 * 10**11 * 15_000 + 3 * 10**11 * 7_501 + (10**12 + 7) * 60_001
     expected = (base * 8_333 + 5_000) // 10_000
-    assert cost_nanos(t, usage) == expected
-    assert isinstance(cost_nanos(t, usage), int)
+    assert charge_nanos(t, usage) == expected
+    assert isinstance(charge_nanos(t, usage), int)
 
 
 def test_cost_beyond_int64_is_refused() -> None:
     with pytest.raises(AmountOutOfRange):
-        cost_nanos(tariff(prompt=10**9), TokenUsage(10**10, 0))
+        charge_nanos(tariff(prompt=10**9), Usage(10**10, 0))
     limit = Tariff(1, 0, 1, 10_000)
-    assert cost_nanos(limit, TokenUsage(INT64_MAX, 0)) == INT64_MAX
+    assert charge_nanos(limit, Usage(INT64_MAX, 0)) == INT64_MAX
 
 
 @pytest.mark.parametrize(
@@ -74,7 +75,7 @@ def test_cost_beyond_int64_is_refused() -> None:
 )
 def test_invalid_usage_is_rejected(counts: tuple[int, int, int, int]) -> None:
     with pytest.raises(InvalidBillingRequest):
-        TokenUsage(*counts)
+        Usage(*counts)
 
 
 def test_price_book_from_config() -> None:
@@ -98,6 +99,84 @@ def test_price_book_from_config() -> None:
     assert book.tariff("missing", "default") is None
 
 
+def test_price_book_tariff_carries_unit_prices() -> None:
+    config = parse_gateway_config(
+        {
+            "models": [
+                {"id": "img", "price": {"images": {"1024x1024": {"standard": 40, "hd": 80}}}},
+                {"id": "mixed", "price": {"prompt": 3, "completion": 5, "character": 7}},
+            ],
+            "groups": {"vip": 8_500},
+        }
+    )
+    book = PriceBook.from_config(config)
+    img = book.tariff("img", "vip")
+    assert img == Tariff(0, 0, 0, 8_500, {"image/1024x1024/hd": 80, "image/1024x1024/standard": 40})
+    assert book.tariff("mixed", "default") == Tariff(3, 5, 3, 10_000, {"character": 7})
+
+
+UNITS = {"image/1024x1024/hd": 80_000_000, "audio_second": 100_000, "character": 15_000}
+
+
+def unit_usage(images: int = -1, seconds: int = -1, chars: int = -1) -> Usage:
+    """A usage of only the given units (-1 = not listed)."""
+    listed = [("image/1024x1024/hd", images), ("audio_second", seconds), ("character", chars)]
+    return Usage(0, 0, units=unit_quantities((u, q) for u, q in listed if q >= 0))
+
+
+def test_units_cost_quantity_times_price() -> None:
+    t = Tariff(150, 600, 75, 10_000, UNITS)
+    assert charge_nanos(t, unit_usage(images=3)) == 3 * 80_000_000
+    assert charge_nanos(t, unit_usage(seconds=61)) == 61 * 100_000
+    assert charge_nanos(t, unit_usage(chars=1_234)) == 1_234 * 15_000
+    both = Usage(10, 2, units=unit_quantities([("character", 5)]))
+    assert charge_nanos(t, both) == 10 * 150 + 2 * 600 + 5 * 15_000
+
+
+def test_multiplier_applies_to_units_with_one_rounding() -> None:
+    # 1 character at 3 and 1 second at 3: each alone at 0.5 would round to 2 (sum 4);
+    # the sum 6 * 0.5 = 3 is rounded once.
+    t = Tariff(0, 0, 0, 5_000, {"character": 3, "audio_second": 3})
+    usage = Usage(0, 0, units=unit_quantities([("character", 1), ("audio_second", 1)]))
+    assert charge_nanos(t, usage) == 3
+    # 1 prompt token at 1 plus 1 character at 2, times 0.5: 1.5 -> 2 (half up, once).
+    t = Tariff(1, 0, 1, 5_000, {"character": 2})
+    assert charge_nanos(t, Usage(1, 0, units=unit_quantities([("character", 1)]))) == 2
+    t = Tariff(0, 0, 0, 8_500, UNITS)
+    assert charge_nanos(t, unit_usage(chars=1)) == 12_750
+    assert charge_nanos(Tariff(0, 0, 0, 8_333, {"character": 7}), unit_usage(chars=1)) == 6
+
+
+def test_an_unpriced_unit_is_refused_and_zero_quantities_are_ignored() -> None:
+    t = Tariff(150, 600, 75, 10_000, {"character": 15_000})
+    with pytest.raises(UnpricedUsage, match="audio_second"):
+        charge_nanos(t, unit_usage(seconds=1))
+    assert charge_nanos(t, unit_usage(seconds=0, chars=2)) == 30_000
+    with pytest.raises(AmountOutOfRange):
+        charge_nanos(Tariff(0, 0, 0, 10_000, {"character": 10**18}), unit_usage(chars=10))
+
+
+@pytest.mark.parametrize(
+    "pairs",
+    [[("", 1)], [("character", -1)], [("character", 1), ("character", 2)]],
+)
+def test_malformed_units_are_rejected(pairs: list[tuple[str, int]]) -> None:
+    with pytest.raises(InvalidBillingRequest):
+        unit_quantities(pairs)
+
+
+def test_covers_requires_token_prices_for_tokens_and_a_price_for_each_unit() -> None:
+    units_only = ModelPrice(units={"character": 1})
+    assert covers(units_only, unit_usage(chars=5))
+    assert not covers(units_only, Usage(1, 0))
+    assert not covers(units_only, Usage(0, 1, units=unit_quantities([("character", 5)])))
+    assert not covers(units_only, unit_usage(seconds=1))
+    assert covers(units_only, unit_usage(seconds=0, chars=1))
+    tokens_only = ModelPrice(prompt=0, completion=0)
+    assert covers(tokens_only, Usage(100, 100))
+    assert not covers(tokens_only, unit_usage(images=1))
+
+
 def test_default_group_is_full_price_when_config_has_no_groups() -> None:
     book = PriceBook.from_config(parse_gateway_config({"models": []}))
     assert book.multiplier_bps("anything") == 10_000
@@ -108,7 +187,7 @@ def test_matches_an_exact_rational_oracle() -> None:
     total, oracle_total = 0, 0
     for _ in range(20_000):
         prompt = rng.randint(0, 200_000)
-        usage = TokenUsage(prompt, rng.randint(0, 100_000), rng.randint(0, prompt))
+        usage = Usage(prompt, rng.randint(0, 100_000), rng.randint(0, prompt))
         t = Tariff(
             rng.randint(0, 100_000),
             rng.randint(0, 100_000),
@@ -121,7 +200,7 @@ def test_matches_an_exact_rational_oracle() -> None:
             + usage.completion_tokens * t.completion_nanos
         ) * Fraction(t.multiplier_bps, 10_000)
         oracle = math.floor(exact + Fraction(1, 2))
-        assert cost_nanos(t, usage) == oracle
-        total += cost_nanos(t, usage)
+        assert charge_nanos(t, usage) == oracle
+        total += charge_nanos(t, usage)
         oracle_total += oracle
     assert total == oracle_total
