@@ -1,116 +1,45 @@
-"""Routing rules: which channels serve a model, in what order, and when to fail over.
-
-Candidates are the enabled channels serving the model: highest priority first, a
-weighted random order within one priority. A retryable failure moves on to the next
-candidate, but only while nothing reached the client; after the first chunk was
-yielded a failure ends the stream with an in-band error. Leading chunks that carry no
-output (the role announcement) are held back until the first output chunk, so a
-failure right after them can still fail over.
-
-Final errors when every attempt failed: all rate limited -> 429 `upstream_rate_limited`;
-all timed out (or no time left) -> 504 `upstream_timeout`; otherwise 502
-`upstream_error`. A non-retryable upstream refusal is the client's error as the
-upstream worded it.
-"""
+"""The router's operations: chat completions and every relayed endpoint, each one
+served by the same failover rules (see `failover.py`) and answered as dataclasses
+(see `outcomes.py`)."""
 
 from __future__ import annotations
 
-import asyncio
-import enum
-import logging
 import random
 import time
-from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
-from contextlib import aclosing
-from dataclasses import dataclass
+from collections.abc import AsyncGenerator, Callable, Mapping
 
 from services.common.gateway_config import ChannelEntry, GatewayConfig, ModelEntry
-from services.router import metrics
-from services.router.errors import ProviderError
-from services.router.providers.base import Completion, Provider, UpstreamRequest, Usage
+from services.router.failover import Attempt, Failover
+from services.router.outcomes import (
+    NO_USAGE,
+    CompletionResult,
+    RelayResult,
+    RouteInfo,
+    StreamHead,
+    StreamOutcome,
+    UsageSource,
+    source_of,
+)
+from services.router.providers.base import (
+    Completion,
+    Provider,
+    RelayAnswer,
+    RelayAttempt,
+    RelayPiece,
+    StreamPiece,
+    UpstreamRequest,
+    Usage,
+)
+from services.router.relay_request import RelayRequest
+from services.router.relay_tally import RelayTally
 from services.router.request import ChatRequest
 from services.router.tally import StreamTally
 
-logger = logging.getLogger(__name__)
-
-NO_USAGE = Usage(0, 0)
-
-
-class UsageSource(enum.Enum):
-    """Where a usage came from."""
-
-    UPSTREAM = "upstream"
-    ESTIMATED = "estimated"
-
-
-@dataclass(frozen=True, slots=True)
-class CompletionError:
-    """An error for the client, in OpenAI terms."""
-
-    http_status: int
-    type: str
-    code: str
-    message: str
-    param: str = ""
-
-
-@dataclass(frozen=True, slots=True)
-class RouteInfo:
-    """How a request was served: last channel tried, model sent, attempts made."""
-
-    channel: str = ""
-    upstream_model: str = ""
-    attempts: int = 0
-
-
-@dataclass(frozen=True, slots=True)
-class CompletionResult:
-    """The outcome of a non-streaming request."""
-
-    body: bytes
-    usage: Usage
-    usage_source: UsageSource
-    finish_reason: str
-    route: RouteInfo
-    error: CompletionError | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class StreamOutcome:
-    """The last item of a stream: usage, finish reason, route, and the error if any."""
-
-    usage: Usage
-    usage_source: UsageSource
-    finish_reason: str
-    route: RouteInfo
-    error: CompletionError | None = None
-
-
-MODEL_NOT_FOUND = "model_not_found"
-MIDSTREAM_ERROR = CompletionError(
-    502, "server_error", "upstream_error", "The upstream provider failed during the stream."
-)
-
-
-def order_channels(channels: Sequence[ChannelEntry], rng: random.Random) -> list[ChannelEntry]:
-    """Highest priority first; within a priority, a weighted random order."""
-    ordered: list[ChannelEntry] = []
-    for priority in sorted({c.priority for c in channels}, reverse=True):
-        pool = [c for c in channels if c.priority == priority]
-        while pool:
-            pick = rng.random() * sum(c.weight for c in pool)
-            index = len(pool) - 1
-            for i, channel in enumerate(pool):
-                pick -= channel.weight
-                if pick < 0:
-                    index = i
-                    break
-            ordered.append(pool.pop(index))
-    return ordered
+CHAT = "chat_completions"
 
 
 class ModelRouter:
-    """Serves chat completions by trying a model's channels in order."""
+    """Serves requests by trying a model's channels in order."""
 
     def __init__(
         self,
@@ -119,15 +48,9 @@ class ModelRouter:
         rng: random.Random | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self._providers = providers
-        self._metrics = {c.name: metrics.ChannelMetrics(c.name) for c in config.channels}
-        self._rng = rng or random.Random()
-        self._clock = clock
-        enabled = [c for c in config.channels if c.enabled]
-        self._serving = {
-            m.id: tuple(c for c in enabled if m.id in c.models) for m in config.models
-        }
-        self._models = tuple(sorted((m for m in config.models if self._serving[m.id]),
+        self._failover = Failover(config, providers, rng, clock)
+        serving = self._failover.serving
+        self._models = tuple(sorted((m for m in config.models if serving[m.id]),
                                     key=lambda m: m.id))
 
     def list_models(self) -> tuple[ModelEntry, ...]:
@@ -136,136 +59,60 @@ class ModelRouter:
 
     def candidates(self, model: str) -> list[ChannelEntry]:
         """The channels to try for `model`, in order (empty for an unknown model)."""
-        return order_channels(self._serving.get(model, ()), self._rng)
+        return self._failover.candidates(model)
 
     async def complete(self, chat: ChatRequest, budget_s: float | None = None) -> CompletionResult:
-        """Run a non-streaming request, failing over on retryable errors."""
-        channels = self.candidates(chat.model)
-        if not channels:
-            return CompletionResult(b"", NO_USAGE, UsageSource.ESTIMATED, "", RouteInfo(),
-                                    _model_not_found(chat.model))
-        deadline = None if budget_s is None else self._clock() + budget_s
-        failures: list[ProviderError] = []
-        route = RouteInfo()
-        for attempt, channel in enumerate(channels, 1):
-            upstream = self._upstream_request(chat, channel, deadline)
-            if upstream is None:
-                break
-            route = RouteInfo(channel.name, upstream.upstream_model, attempt)
-            started = self._clock()
-            try:
-                answer = await self._providers[channel.name].complete(upstream)
-            except ProviderError as exc:
-                failures.append(exc)
-                if self._failed(channel, exc, more=attempt < len(channels)):
-                    continue
-                break
-            channel_metrics = self._metrics[channel.name]
-            channel_metrics.unary_latency.observe(self._clock() - started)
-            channel_metrics.count("ok")
-            return _result(chat, answer, route)
-        return CompletionResult(b"", NO_USAGE, UsageSource.ESTIMATED, "", route,
-                                final_error(failures))
+        """Run a non-streaming chat completion, failing over on retryable errors."""
+        async def call(attempt: Attempt) -> Completion:
+            return await attempt.provider.complete(_chat_attempt(chat, attempt))
 
-    async def stream(
+        served = await self._failover.unary(chat.model, CHAT, budget_s, call)
+        if served.answer is None:
+            return CompletionResult(b"", NO_USAGE, UsageSource.ESTIMATED, "", served.route,
+                                    served.error)
+        return _result(chat, served.answer, served.route)
+
+    def stream(
         self, chat: ChatRequest, budget_s: float | None = None
     ) -> AsyncGenerator[bytes | StreamOutcome, None]:
         """Yield chunk bytes, then exactly one StreamOutcome."""
-        channels = self.candidates(chat.model)
-        if not channels:
-            yield StreamOutcome(NO_USAGE, UsageSource.ESTIMATED, "", RouteInfo(),
-                                _model_not_found(chat.model))
-            return
-        deadline = None if budget_s is None else self._clock() + budget_s
-        failures: list[ProviderError] = []
-        route = RouteInfo()
-        for attempt, channel in enumerate(channels, 1):
-            upstream = self._upstream_request(chat, channel, deadline)
-            if upstream is None:
-                break
-            route = RouteInfo(channel.name, upstream.upstream_model, attempt)
-            tally = StreamTally(chat)
-            try:
-                async with aclosing(self._attempt(channel, upstream, tally)) as chunks:
-                    async for chunk in chunks:
-                        yield chunk
-            except ProviderError as exc:
-                if tally.delivered:
-                    self._failed(channel, exc, more=False)
-                    yield _outcome(tally, route, MIDSTREAM_ERROR)
-                    return
-                failures.append(exc)
-                if self._failed(channel, exc, more=attempt < len(channels)):
-                    continue
-                break
-            yield _outcome(tally, route, None)
-            return
-        yield StreamOutcome(NO_USAGE, UsageSource.ESTIMATED, "", route, final_error(failures))
+        def open_stream(attempt: Attempt) -> AsyncGenerator[StreamPiece, None]:
+            return attempt.provider.stream(_chat_attempt(chat, attempt))
 
-    async def _attempt(
-        self, channel: ChannelEntry, upstream: UpstreamRequest, tally: StreamTally
-    ) -> AsyncGenerator[bytes, None]:
-        """One upstream stream: the chunks to deliver, with metrics; closes it on exit."""
-        channel_metrics = self._metrics[channel.name]
-        started = self._clock()
-        try:
-            async with aclosing(self._providers[channel.name].stream(upstream)) as pieces:
-                async for piece in pieces:
-                    was_delivered = tally.delivered
-                    for chunk in tally.take(piece):
-                        yield chunk
-                    if tally.delivered and not was_delivered:
-                        channel_metrics.stream_latency.observe(self._clock() - started)
-        except (GeneratorExit, asyncio.CancelledError):
-            channel_metrics.count("cancelled")
-            raise
-        for chunk in tally.flush():
-            yield chunk
-        channel_metrics.count("ok")
+        return self._failover.stream(chat.model, CHAT, budget_s, open_stream,
+                                     lambda: StreamTally(chat))
 
-    def _upstream_request(
-        self, chat: ChatRequest, channel: ChannelEntry, deadline: float | None
-    ) -> UpstreamRequest | None:
-        """The attempt on `channel`, or None when no time is left for it."""
-        timeout = channel.timeout_s
-        if deadline is not None:
-            timeout = min(timeout, deadline - self._clock())
-            if timeout <= 0:
-                return None
-        upstream_model = channel.model_map.get(chat.model, chat.model)
-        return UpstreamRequest(chat, upstream_model, timeout)
+    async def relay(self, request: RelayRequest, budget_s: float | None = None) -> RelayResult:
+        """Run a non-streaming relayed request, failing over on retryable errors."""
+        async def call(attempt: Attempt) -> RelayAnswer:
+            return await attempt.provider.relay(_relay_attempt(request, attempt))
 
-    def _failed(self, channel: ChannelEntry, exc: ProviderError, *, more: bool) -> bool:
-        """Count and log a failed attempt; true when the next channel should be tried."""
-        channel_metrics = self._metrics[channel.name]
-        channel_metrics.count(exc.kind)
-        logger.warning("upstream failed: channel=%s status=%s kind=%s message=%s",
-                       channel.name, exc.status, exc.kind, exc.message)
-        if exc.retryable and more:
-            channel_metrics.failovers.inc()
-            return True
-        return False
+        operation = request.operation.value
+        served = await self._failover.unary(request.model, operation, budget_s, call)
+        answer = served.answer
+        if answer is None:
+            return RelayResult(b"", "", NO_USAGE, UsageSource.ESTIMATED, served.route,
+                               served.error)
+        return RelayResult(answer.body, answer.content_type, answer.usage,
+                           source_of(answer.reported), served.route)
+
+    def relay_stream(
+        self, request: RelayRequest, budget_s: float | None = None
+    ) -> AsyncGenerator[bytes | StreamHead | StreamOutcome, None]:
+        """Yield a StreamHead and the pieces once the first content came, then the outcome."""
+        def open_stream(attempt: Attempt) -> AsyncGenerator[RelayPiece, None]:
+            return attempt.provider.relay_stream(_relay_attempt(request, attempt))
+
+        return self._failover.stream(request.model, request.operation.value, budget_s,
+                                     open_stream, lambda: RelayTally(request))
 
 
-def final_error(failures: Sequence[ProviderError]) -> CompletionError:
-    """The client's error once no attempt is left."""
-    if failures and not failures[-1].retryable:
-        last = failures[-1]
-        return CompletionError(last.status, last.error_type, last.code, last.message, last.param)
-    kinds = {f.kind for f in failures}
-    if kinds == {"rate_limited"}:
-        return CompletionError(429, "rate_limit_error", "upstream_rate_limited",
-                               "The upstream provider is rate limited; retry later.")
-    if kinds <= {"timeout"}:
-        return CompletionError(504, "timeout_error", "upstream_timeout",
-                               "The upstream provider did not answer in time.")
-    return CompletionError(502, "server_error", "upstream_error",
-                           "The upstream provider failed; retry later.")
+def _chat_attempt(chat: ChatRequest, attempt: Attempt) -> UpstreamRequest:
+    return UpstreamRequest(chat, attempt.upstream_model, attempt.timeout_s)
 
 
-def _model_not_found(model: str) -> CompletionError:
-    return CompletionError(404, "invalid_request_error", MODEL_NOT_FOUND,
-                           f"The model {model!r} does not exist or is not served.", "model")
+def _relay_attempt(request: RelayRequest, attempt: Attempt) -> RelayAttempt:
+    return RelayAttempt(request, attempt.upstream_model, attempt.timeout_s)
 
 
 def _result(chat: ChatRequest, answer: Completion, route: RouteInfo) -> CompletionResult:
@@ -274,9 +121,3 @@ def _result(chat: ChatRequest, answer: Completion, route: RouteInfo) -> Completi
                                 answer.finish_reason, route)
     usage = Usage(chat.estimated_prompt_tokens(), StreamTally.estimate_completion(answer.text, 0))
     return CompletionResult(answer.body, usage, UsageSource.ESTIMATED, answer.finish_reason, route)
-
-
-def _outcome(tally: StreamTally, route: RouteInfo, error: CompletionError | None) -> StreamOutcome:
-    usage, upstream = tally.usage()
-    source = UsageSource.UPSTREAM if upstream else UsageSource.ESTIMATED
-    return StreamOutcome(usage, source, tally.finish_reason, route, error)

@@ -1,7 +1,9 @@
 """The router's exceptions.
 
     RouterError
-    ├── InvalidChatRequest         the request envelope or body is malformed (INVALID_ARGUMENT)
+    ├── InvalidRequest             the request envelope or body is malformed (INVALID_ARGUMENT)
+    │   ├── InvalidChatRequest         ... of a chat completion
+    │   └── InvalidRelayRequest        ... of a relayed endpoint (Relay, StreamRelay)
     ├── ChannelConfigError         a channel cannot be built at startup (unknown type, no URL)
     └── ProviderError              one upstream attempt failed; core turns it into response data
         ├── UpstreamUnavailable    retryable: connect error, 5xx, 401/403, bad upstream answer
@@ -21,8 +23,16 @@ class RouterError(Exception):
     """Base of every router exception."""
 
 
-class InvalidChatRequest(RouterError):
-    """The request envelope or its JSON body is malformed."""
+class InvalidRequest(RouterError):
+    """The request envelope or its body is malformed."""
+
+
+class InvalidChatRequest(InvalidRequest):
+    """The chat request envelope or its JSON body is malformed."""
+
+
+class InvalidRelayRequest(InvalidRequest):
+    """The relayed request's envelope or body is malformed."""
 
 
 class ChannelConfigError(RouterError):

@@ -6,21 +6,21 @@ from prometheus_client import Counter, Histogram
 
 UPSTREAM_REQUESTS = Counter(
     "apirelay_router_upstream_requests",
-    "Upstream attempts by channel and outcome (ok, unavailable, rate_limited, timeout, "
-    "rejected, cancelled).",
-    ["channel", "outcome"],
+    "Upstream attempts by channel, operation (chat_completions, completions, embeddings, "
+    "...) and outcome (ok, unavailable, rate_limited, timeout, rejected, cancelled).",
+    ["channel", "operation", "outcome"],
 )
 UPSTREAM_LATENCY = Histogram(
     "apirelay_router_upstream_latency_seconds",
     "Seconds until the upstream answered: the whole answer (unary) or its first output "
     "chunk (stream).",
-    ["channel", "mode"],
+    ["channel", "operation", "mode"],
     buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 4, 8, 16, 32, 64),
 )
 FAILOVERS = Counter(
     "apirelay_router_failovers",
-    "Requests moved on to the next channel, by the channel that failed.",
-    ["channel"],
+    "Requests moved on to the next channel, by the channel that failed and operation.",
+    ["channel", "operation"],
 )
 
 # Every value UPSTREAM_REQUESTS' `outcome` label takes.
@@ -28,20 +28,22 @@ OUTCOMES = ("ok", "cancelled", "unavailable", "rate_limited", "timeout", "reject
 
 
 class ChannelMetrics:
-    """One channel's series, bound once: a `.labels()` lookup takes a lock and a dict."""
+    """One channel's series for one operation, bound once (`.labels()` takes a lock)."""
 
-    __slots__ = ("_channel", "_outcomes", "failovers", "stream_latency", "unary_latency")
+    __slots__ = ("_channel", "_operation", "_outcomes", "failovers", "stream_latency",
+                 "unary_latency")
 
-    def __init__(self, channel: str) -> None:
+    def __init__(self, channel: str, operation: str) -> None:
         self._channel = channel
-        self._outcomes = {o: UPSTREAM_REQUESTS.labels(channel, o) for o in OUTCOMES}
-        self.unary_latency = UPSTREAM_LATENCY.labels(channel, "unary")
-        self.stream_latency = UPSTREAM_LATENCY.labels(channel, "stream")
-        self.failovers = FAILOVERS.labels(channel)
+        self._operation = operation
+        self._outcomes = {o: UPSTREAM_REQUESTS.labels(channel, operation, o) for o in OUTCOMES}
+        self.unary_latency = UPSTREAM_LATENCY.labels(channel, operation, "unary")
+        self.stream_latency = UPSTREAM_LATENCY.labels(channel, operation, "stream")
+        self.failovers = FAILOVERS.labels(channel, operation)
 
     def count(self, outcome: str) -> None:
         """Count one attempt that ended with `outcome`."""
         counter = self._outcomes.get(outcome)
         if counter is None:
-            counter = UPSTREAM_REQUESTS.labels(self._channel, outcome)
+            counter = UPSTREAM_REQUESTS.labels(self._channel, self._operation, outcome)
         counter.inc()

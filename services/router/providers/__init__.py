@@ -10,8 +10,9 @@ import aiohttp
 from services.common.gateway_config import ChannelEntry
 from services.router.errors import ChannelConfigError
 from services.router.providers.base import Provider
+from services.router.providers.http import DEFAULT_CONNECT_TIMEOUT_S
 from services.router.providers.mock import MockProvider
-from services.router.providers.openai import DEFAULT_CONNECT_TIMEOUT_S, OpenAIProvider
+from services.router.providers.openai import OpenAIProvider
 
 logger = logging.getLogger(__name__)
 

@@ -7,8 +7,9 @@ message is safe to show a client.
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator
-from dataclasses import dataclass
+from collections.abc import AsyncGenerator, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any, Protocol
 
 import orjson
@@ -20,7 +21,10 @@ from services.router.errors import (
     UpstreamTimeout,
     UpstreamUnavailable,
 )
+from services.router.relay_request import RelayRequest
 from services.router.request import ChatRequest
+
+NO_UNITS: Mapping[str, int] = MappingProxyType({})
 
 # Statuses where the upstream judged the request itself; its OpenAI error is the answer.
 PASS_THROUGH_STATUSES = frozenset({400, 404, 413, 422})
@@ -38,12 +42,14 @@ class UpstreamRequest:
 
 @dataclass(frozen=True, slots=True)
 class Usage:
-    """Token counts of one request."""
+    """Token counts of one request, and its non-token units (`services.common.units`)."""
 
     prompt_tokens: int
     completion_tokens: int
     cached_prompt_tokens: int = 0
     reasoning_tokens: int = 0
+    # A factory, as dataclasses refuse a mapping default; every Usage shares the one.
+    units: Mapping[str, int] = field(default_factory=lambda: NO_UNITS)
 
     @property
     def total_tokens(self) -> int:
@@ -68,9 +74,10 @@ class StreamPiece:
     `chunk` is the chat.completion.chunk JSON to forward, or None when there is nothing
     to forward (a usage-only chunk the client did not ask for). `is_output` is true when
     the chunk carries something of the answer (content, tool calls, a finish reason),
-    as opposed to a bare role announcement. Not frozen: one is built per streamed
-    chunk, and a frozen dataclass's `__init__` costs four times as much; nobody
-    changes one after it is built.
+    as opposed to a bare role announcement. `is_last` marks the usage chunk, which goes
+    out with the end of the stream. Not frozen: one is built per streamed chunk, and a
+    frozen dataclass's `__init__` costs four times as much; nobody changes one after it
+    is built.
     """
 
     chunk: bytes | None
@@ -78,10 +85,54 @@ class StreamPiece:
     finish_reason: str = ""
     usage: Usage | None = None
     is_output: bool = False
+    is_last: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class RelayAttempt:
+    """One attempt of a relayed request: the request, the model id to send, its time."""
+
+    request: RelayRequest
+    upstream_model: str
+    timeout_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class RelayAnswer:
+    """A relayed non-streaming answer as the upstream sent it, with its usage read.
+
+    `reported` is true when the counts come from the upstream's answer, false when the
+    router counted them from the request (see `relay_usage`).
+    """
+
+    body: bytes
+    content_type: str
+    usage: Usage
+    reported: bool
+
+
+@dataclass(slots=True)
+class RelayPiece:
+    """One piece of a relayed stream.
+
+    `data` is one whole server-sent event (or a piece of audio) to forward, or None when
+    nothing is forwarded (the usage chunk the client did not ask for). `text` is the
+    answer's text it carries, `is_output` marks the answer's first content (until which
+    failover stays possible), `is_last` the usage-bearing event, which goes out with the
+    end of the stream. `content_type` is set on the first piece of a stream.
+    """
+
+    data: bytes | None
+    text: str = ""
+    finish_reason: str = ""
+    usage: Usage | None = None
+    is_output: bool = False
+    is_last: bool = False
+    content_type: str = ""
 
 
 class Provider(Protocol):
-    """An upstream that answers OpenAI chat completions."""
+    """An upstream that answers OpenAI chat completions and the other OpenAI endpoints."""
 
     async def complete(self, request: UpstreamRequest) -> Completion:
         """Run a non-streaming completion; raise ProviderError on failure."""
@@ -89,6 +140,14 @@ class Provider(Protocol):
 
     def stream(self, request: UpstreamRequest) -> AsyncGenerator[StreamPiece, None]:
         """Stream a completion; raise ProviderError on failure. Close it to cancel."""
+        ...
+
+    async def relay(self, attempt: RelayAttempt) -> RelayAnswer:
+        """Run a non-streaming relayed request; raise ProviderError on failure."""
+        ...
+
+    def relay_stream(self, attempt: RelayAttempt) -> AsyncGenerator[RelayPiece, None]:
+        """Stream a relayed request; raise ProviderError on failure. Close it to cancel."""
         ...
 
 
@@ -99,10 +158,10 @@ def usage_from_json(raw: Any) -> Usage | None:
     prompt_details = raw.get("prompt_tokens_details")
     completion_details = raw.get("completion_tokens_details")
     return Usage(
-        prompt_tokens=_int(raw.get("prompt_tokens")),
-        completion_tokens=_int(raw.get("completion_tokens")),
-        cached_prompt_tokens=_int(_get(prompt_details, "cached_tokens")),
-        reasoning_tokens=_int(_get(completion_details, "reasoning_tokens")),
+        prompt_tokens=count_of(raw.get("prompt_tokens")),
+        completion_tokens=count_of(raw.get("completion_tokens")),
+        cached_prompt_tokens=count_of(field_of(prompt_details, "cached_tokens")),
+        reasoning_tokens=count_of(field_of(completion_details, "reasoning_tokens")),
     )
 
 
@@ -130,8 +189,8 @@ def piece_from_chunk(data: bytes, chunk: Any, forward_usage: bool) -> StreamPiec
             is_output = True
             if choice.get("index", 0) == 0:
                 finish_reason = reason
-    if not any_choice and usage is not None and not forward_usage:
-        return StreamPiece(None, usage=usage)
+    if not any_choice and usage is not None:
+        return StreamPiece(data if forward_usage else None, usage=usage, is_last=True)
     return StreamPiece(data, text, finish_reason, usage, is_output)
 
 
@@ -168,8 +227,8 @@ def error_for_status(status: int, body: bytes, redact: tuple[str, ...] = ()) -> 
         return UpstreamTimeout(status, "the upstream timed out")
     if status not in PASS_THROUGH_STATUSES:
         return UpstreamUnavailable(status, f"the upstream failed with status {status}")
-    error = _get(_loads_or_none(body), "error")
-    message = _get(error, "message")
+    error = field_of(loads_or_none(body), "error")
+    message = field_of(error, "message")
     if not isinstance(message, str) or not message:
         message = "the upstream rejected the request"
     for secret in redact:
@@ -178,24 +237,27 @@ def error_for_status(status: int, body: bytes, redact: tuple[str, ...] = ()) -> 
     return UpstreamRejected(
         status,
         message,
-        error_type=_str(_get(error, "type")) or "invalid_request_error",
-        code=_str(_get(error, "code")),
-        param=_str(_get(error, "param")),
+        error_type=_str(field_of(error, "type")) or "invalid_request_error",
+        code=_str(field_of(error, "code")),
+        param=_str(field_of(error, "param")),
     )
 
 
-def _loads_or_none(body: bytes) -> Any:
+def loads_or_none(body: bytes) -> Any:
+    """`body` parsed as JSON, or None when it is not JSON."""
     try:
         return orjson.loads(body)
     except orjson.JSONDecodeError:
         return None
 
 
-def _get(raw: Any, key: str) -> Any:
+def field_of(raw: Any, key: str) -> Any:
+    """`raw[key]` when `raw` is a JSON object, else None."""
     return raw.get(key) if isinstance(raw, dict) else None
 
 
-def _int(value: Any) -> int:
+def count_of(value: Any) -> int:
+    """`value` when it is a positive JSON integer, else 0."""
     return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
 
 

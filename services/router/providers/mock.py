@@ -1,58 +1,47 @@
 """The built-in mock provider: deterministic OpenAI answers for demos, tests and benchmarks.
 
-The reply is `MockSettings.reply` cut into word-ish pieces (" word" with its leading
-space); one piece is one completion token, one content chunk in a stream.
-`max_tokens` / `max_completion_tokens` cut the reply (finish reason "length").
-Prompt tokens are the router's estimate over the messages' text, so they are stable.
-`first_token_delay_ms` waits before the first chunk; `tokens_per_second` paces the
-pieces (0 = no waiting).
-
-Magic instructions, read from the last user message, make the mock misbehave on purpose:
-- `[[mock:error:503]]` (any HTTP status) fails before the first chunk the way an upstream
-  answering that status would (429 rate limited, 400 rejected with an OpenAI error, ...).
-- `[[mock:cut:N]]` cuts a stream with an upstream error after N content chunks; it has
-  no effect on non-streaming requests.
+Chat completions, legacy completions and responses answer `MockSettings.reply` cut into
+word-ish pieces, one completion token each (see `mock_plan`, which also describes the
+magic `[[mock:error:NNN]]` and `[[mock:cut:N]]` instructions, read from the last user
+message, the prompt or the input). Prompt tokens are the router's estimate, so they are
+stable. `first_token_delay_ms` waits before the first piece; `tokens_per_second` paces
+the pieces (0 = no waiting). Embeddings, images and audio are in `mock_media`.
 """
 
 from __future__ import annotations
 
-import asyncio
-import re
-import secrets
 import time
-from collections.abc import AsyncGenerator, Callable
-from dataclasses import dataclass
+from collections.abc import AsyncGenerator, Callable, Iterable
+from functools import partial
 from typing import Any
 
 import orjson
 
 from services.common.gateway_config import MockSettings
 from services.router.errors import UpstreamUnavailable
+from services.router.providers import mock_media, mock_text
 from services.router.providers.base import (
     Completion,
+    RelayAnswer,
+    RelayAttempt,
+    RelayPiece,
     StreamPiece,
     UpstreamRequest,
     Usage,
-    error_for_status,
 )
+from services.router.providers.events import EVENT_STREAM, completions_piece, responses_piece
+from services.router.providers.mock_plan import (
+    SYSTEM_FINGERPRINT,
+    Pacer,
+    ReplyPlan,
+    check_magic_error,
+    plan_reply,
+)
+from services.router.providers.relay_usage import answer_usage
+from services.router.relay_request import Operation
 
-SYSTEM_FINGERPRINT = "fp_apirelay_mock"
-_PIECES = re.compile(r"\s*\S+")
-_ERROR = re.compile(r"\[\[mock:error:(\d{3})\]\]")
-_CUT = re.compile(r"\[\[mock:cut:(\d+)\]\]")
-
-
-@dataclass(frozen=True, slots=True)
-class _Plan:
-    """What one request gets: its pieces, finish reason, usage, ids and failures."""
-
-    completion_id: str
-    created: int
-    model: str
-    pieces: tuple[str, ...]
-    finish_reason: str
-    usage: Usage
-    cut_after: int | None
+# A speech answer streams in this many pieces.
+SPEECH_PIECES = 4
 
 
 class MockProvider:
@@ -61,40 +50,40 @@ class MockProvider:
     def __init__(self, settings: MockSettings, clock: Callable[[], float] = time.time) -> None:
         self._settings = settings
         self._clock = clock
+        self._pacer = Pacer(settings)
 
     async def complete(self, request: UpstreamRequest) -> Completion:
         """Return the whole reply as a chat.completion."""
         plan = self._plan(request)
-        await self._wait(self._settings.first_token_delay_ms / 1000 + self._pace(len(plan.pieces)))
-        text = "".join(plan.pieces)
+        await self._pacer.first(len(plan.pieces))
         body = {
-            "id": plan.completion_id,
+            "id": plan.reply_id,
             "object": "chat.completion",
             "created": plan.created,
             "model": plan.model,
             "choices": [{
                 "index": 0,
-                "message": {"role": "assistant", "content": text, "refusal": None},
+                "message": {"role": "assistant", "content": plan.text, "refusal": None},
                 "logprobs": None,
                 "finish_reason": plan.finish_reason,
             }],
             "usage": _usage_json(plan.usage),
             "system_fingerprint": SYSTEM_FINGERPRINT,
         }
-        return Completion(orjson.dumps(body), plan.usage, plan.finish_reason, text)
+        return Completion(orjson.dumps(body), plan.usage, plan.finish_reason, plan.text)
 
     async def stream(self, request: UpstreamRequest) -> AsyncGenerator[StreamPiece, None]:
         """Yield the role chunk, one chunk per piece, the finish chunk, then usage."""
         plan = self._plan(request)
         include_usage = request.chat.include_usage
-        await self._wait(self._settings.first_token_delay_ms / 1000)
+        await self._pacer.first()
         role = {"role": "assistant", "content": "", "refusal": None}
         yield StreamPiece(_chunk(plan, role, None, include_usage))
         for sent, piece in enumerate(plan.pieces):
             if sent == plan.cut_after:
                 raise UpstreamUnavailable(200, "the upstream stream was cut")
             if sent:
-                await self._wait(self._pace(1))
+                await self._pacer.next()
             data = _chunk(plan, {"content": piece}, None, include_usage)
             yield StreamPiece(data, text=piece, is_output=True)
         if plan.cut_after is not None:
@@ -102,41 +91,88 @@ class MockProvider:
         final = _chunk(plan, {}, plan.finish_reason, include_usage)
         yield StreamPiece(final, finish_reason=plan.finish_reason, is_output=True)
         usage_chunk = _usage_chunk(plan) if include_usage else None
-        yield StreamPiece(usage_chunk, usage=plan.usage)
+        yield StreamPiece(usage_chunk, usage=plan.usage, is_last=True)
 
-    def _plan(self, request: UpstreamRequest) -> _Plan:
+    async def relay(self, attempt: RelayAttempt) -> RelayAnswer:
+        """Answer a non-streaming request of another endpoint, as OpenAI would."""
+        request = attempt.request
+        operation = request.operation
+        content_type = mock_media.JSON
+        if operation in (Operation.COMPLETIONS, Operation.RESPONSES):
+            plan = mock_text.plan(self._settings, attempt, int(self._clock()))
+            await self._pacer.first(len(plan.pieces))
+            body = (mock_text.completion_body(plan) if operation is Operation.COMPLETIONS
+                    else mock_text.response_body(plan, attempt))
+        else:
+            check_magic_error(request.prompt_text())
+            await self._pacer.first()
+            body, content_type = self._media(attempt)
+        usage, reported = answer_usage(request, body, content_type)
+        return RelayAnswer(body, content_type, usage, reported)
+
+    async def relay_stream(self, attempt: RelayAttempt) -> AsyncGenerator[RelayPiece, None]:
+        """Stream a completion or a response as events, or speech as audio pieces."""
+        request = attempt.request
+        if request.operation is Operation.AUDIO_SPEECH:
+            check_magic_error(request.prompt_text())
+            audio, content_type = mock_media.speech(request)
+            await self._pacer.first()
+            for sent, data in enumerate(mock_media.split(audio, SPEECH_PIECES)):
+                if sent:
+                    await self._pacer.next()
+                yield RelayPiece(data, is_output=True, content_type=content_type)
+            return
+        plan = mock_text.plan(self._settings, attempt, int(self._clock()))
+        if request.operation is Operation.COMPLETIONS:
+            events = mock_text.completion_events(plan, request.include_usage)
+            read: Callable[[bytes, bytes], RelayPiece] = partial(
+                completions_piece, forward_usage=request.include_usage)
+        else:
+            events, read = mock_text.response_events(plan, attempt), responses_piece
+        async for piece in self._paced(events, read):
+            yield piece
+
+    async def _paced(
+        self, events: Iterable[tuple[bytes, bytes]], read: Callable[[bytes, bytes], RelayPiece]
+    ) -> AsyncGenerator[RelayPiece, None]:
+        """The events as pieces, the first delay before them and the pace between texts."""
+        await self._pacer.first()
+        texts = 0
+        for number, (event, payload) in enumerate(events):
+            piece = read(event, payload)
+            if piece.text:
+                if texts:
+                    await self._pacer.next()
+                texts += 1
+            if not number:
+                piece.content_type = EVENT_STREAM
+            yield piece
+
+    def _media(self, attempt: RelayAttempt) -> tuple[bytes, str]:
+        request = attempt.request
+        operation = request.operation
+        if operation is Operation.EMBEDDINGS:
+            return mock_media.embeddings(attempt), mock_media.JSON
+        if operation in (Operation.IMAGE_GENERATIONS, Operation.IMAGE_EDITS):
+            return mock_media.images(attempt, int(self._clock())), mock_media.JSON
+        if operation is Operation.AUDIO_SPEECH:
+            return mock_media.speech(request)
+        return mock_media.transcript(self._settings, request)
+
+    def _plan(self, request: UpstreamRequest) -> ReplyPlan:
         chat = request.chat
-        if match := _ERROR.search(chat.last_user_text):
-            status = int(match.group(1))
-            raise error_for_status(status, _error_body(status))
-        pieces = tuple(_PIECES.findall(self._settings.reply))
-        finish_reason = "stop"
-        if chat.max_tokens is not None and len(pieces) > chat.max_tokens:
-            pieces, finish_reason = pieces[: chat.max_tokens], "length"
-        cut = _CUT.search(chat.last_user_text) if chat.stream else None
-        return _Plan(
-            completion_id="chatcmpl-" + secrets.token_hex(12),
-            created=int(self._clock()),
-            model=request.upstream_model,
-            pieces=pieces,
-            finish_reason=finish_reason,
-            usage=Usage(chat.estimated_prompt_tokens(), len(pieces)),
-            cut_after=int(cut.group(1)) if cut and int(cut.group(1)) <= len(pieces) else None,
+        return plan_reply(
+            self._settings, text=chat.last_user_text, max_tokens=chat.max_tokens,
+            stream=chat.stream, prompt_tokens=chat.estimated_prompt_tokens(),
+            model=request.upstream_model, id_prefix="chatcmpl-", created=int(self._clock()),
         )
 
-    def _pace(self, pieces: int) -> float:
-        tps = self._settings.tokens_per_second
-        return pieces / tps if tps > 0 else 0.0
 
-    @staticmethod
-    async def _wait(seconds: float) -> None:
-        if seconds > 0:
-            await asyncio.sleep(seconds)
-
-
-def _chunk(plan: _Plan, delta: dict[str, Any], finish: str | None, include_usage: bool) -> bytes:
+def _chunk(
+    plan: ReplyPlan, delta: dict[str, Any], finish: str | None, include_usage: bool
+) -> bytes:
     chunk: dict[str, Any] = {
-        "id": plan.completion_id,
+        "id": plan.reply_id,
         "object": "chat.completion.chunk",
         "created": plan.created,
         "model": plan.model,
@@ -149,9 +185,9 @@ def _chunk(plan: _Plan, delta: dict[str, Any], finish: str | None, include_usage
     return orjson.dumps(chunk)
 
 
-def _usage_chunk(plan: _Plan) -> bytes:
+def _usage_chunk(plan: ReplyPlan) -> bytes:
     return orjson.dumps({
-        "id": plan.completion_id,
+        "id": plan.reply_id,
         "object": "chat.completion.chunk",
         "created": plan.created,
         "model": plan.model,
@@ -174,12 +210,3 @@ def _usage_json(usage: Usage) -> dict[str, Any]:
             "rejected_prediction_tokens": 0,
         },
     }
-
-
-def _error_body(status: int) -> bytes:
-    return orjson.dumps({"error": {
-        "message": f"mock upstream error {status}",
-        "type": "invalid_request_error",
-        "param": None,
-        "code": "mock_error",
-    }})

@@ -11,12 +11,17 @@ JSON reaches the client without being decoded and re-encoded.
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from collections.abc import Callable, Iterator
+from typing import Generic, NamedTuple, TypeVar
 
 import orjson
 
+from services.router.errors import UpstreamUnavailable
+
 DONE = b"[DONE]"
 DEFAULT_EVENT = b"message"
+
+P = TypeVar("P")
 
 
 class SSEEvent(NamedTuple):
@@ -100,3 +105,41 @@ def _is_json(text: bytes) -> bool:
     except orjson.JSONDecodeError:
         return False
     return True
+
+
+class EventReader(Generic[P]):
+    """Turns the bytes of an upstream event stream into pieces, in order, as they arrive.
+
+    `read(event, payload)` makes one piece (and raises for an in-band error);
+    `finishes(piece)` says whether a piece proves the answer whole, so that a stream
+    ending without `[DONE]` after it is complete rather than cut.
+    """
+
+    def __init__(self, read: Callable[[bytes, bytes], P], finishes: Callable[[P], bool]) -> None:
+        self._decoder = SSEDecoder()
+        self._read = read
+        self._finishes = finishes
+        self._finished = False
+        self.done = False
+
+    def feed(self, data: bytes) -> Iterator[P]:
+        """The pieces `data` completes; empty `data` is the end of the stream.
+
+        An in-band error or an early end raises after the pieces before it.
+        """
+        events = self._decoder.feed(data) if data else self._decoder.end()
+        for event in events:
+            payloads = (event.data,) if b"\n" not in event.data else split_payloads(event.data)
+            for payload in payloads:
+                if payload == DONE:
+                    self.done = True
+                    return
+                piece = self._read(event.event, payload)
+                self._finished = self._finished or self._finishes(piece)
+                yield piece
+        if not data:
+            self.done = True
+            # Some servers omit [DONE] (and Responses streams have none): a piece that
+            # finishes the answer proves it whole.
+            if not self._finished:
+                raise UpstreamUnavailable(200, "the upstream stream ended early")

@@ -4,21 +4,14 @@ from __future__ import annotations
 
 import random
 import uuid
-from collections.abc import AsyncGenerator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 
 import pytest
 from prometheus_client import REGISTRY
 
 from services.common.gateway_config import ChannelEntry, GatewayConfig, ModelEntry
 from services.common.tokens import estimate_tokens
-from services.router.core import (
-    MIDSTREAM_ERROR,
-    ModelRouter,
-    StreamOutcome,
-    UsageSource,
-    order_channels,
-)
+from services.router.core import CHAT, ModelRouter
 from services.router.errors import (
     ProviderError,
     UpstreamRateLimited,
@@ -26,11 +19,13 @@ from services.router.errors import (
     UpstreamTimeout,
     UpstreamUnavailable,
 )
-from services.router.providers.base import Completion, StreamPiece, UpstreamRequest, Usage
+from services.router.failover import order_channels
+from services.router.outcomes import MIDSTREAM_ERROR, StreamOutcome, UsageSource
+from services.router.providers.base import StreamPiece, Usage
+from tests.unit.router.fakes import USAGE, FakeProvider
 from tests.unit.router.helpers import chat_request
 
 ROLE = StreamPiece(b'{"role"}')
-USAGE = Usage(7, 3)
 
 
 def _text(text: str) -> StreamPiece:
@@ -38,32 +33,6 @@ def _text(text: str) -> StreamPiece:
 
 
 FINISH = StreamPiece(b'{"finish"}', finish_reason="stop", is_output=True)
-
-
-@dataclass
-class FakeProvider:
-    """Plays a script: stream pieces then maybe an error; records requests and closes."""
-
-    pieces: Sequence[StreamPiece] = ()
-    error: ProviderError | None = None
-    requests: list[UpstreamRequest] = field(default_factory=list)
-    closed: int = 0
-
-    async def complete(self, request: UpstreamRequest) -> Completion:
-        self.requests.append(request)
-        if self.error is not None:
-            raise self.error
-        return Completion(b'{"ok":1}', USAGE, "stop", "hi")
-
-    async def stream(self, request: UpstreamRequest) -> AsyncGenerator[StreamPiece, None]:
-        self.requests.append(request)
-        try:
-            for piece in self.pieces:
-                yield piece
-            if self.error is not None:
-                raise self.error
-        finally:
-            self.closed += 1
 
 
 class SequenceRandom(random.Random):
@@ -256,9 +225,9 @@ async def test_attempts_are_counted_per_channel_and_outcome() -> None:
     await router.complete(chat_request())
     await _stream(router)
     requests = "apirelay_router_upstream_requests_total"
-    assert _metric(requests, channel=first.name, outcome="rate_limited") == 2
-    assert _metric("apirelay_router_failovers_total", channel=first.name) == 2
-    assert _metric(requests, channel=second.name, outcome="ok") == 2
+    assert _metric(requests, channel=first.name, operation=CHAT, outcome="rate_limited") == 2
+    assert _metric("apirelay_router_failovers_total", channel=first.name, operation=CHAT) == 2
+    assert _metric(requests, channel=second.name, operation=CHAT, outcome="ok") == 2
     latency = "apirelay_router_upstream_latency_seconds_count"
-    assert _metric(latency, channel=second.name, mode="unary") == 1
-    assert _metric(latency, channel=second.name, mode="stream") == 1
+    assert _metric(latency, channel=second.name, operation=CHAT, mode="unary") == 1
+    assert _metric(latency, channel=second.name, operation=CHAT, mode="stream") == 1

@@ -82,6 +82,7 @@ async def test_stream_with_include_usage_ends_with_a_usage_chunk() -> None:
     last = ChatCompletionChunk.model_validate_json(pieces[-1].chunk or b"")
     assert last.choices == []
     assert last.usage is not None and last.usage.completion_tokens == len(PIECES)
+    assert pieces[-1].is_last and not any(p.is_last for p in pieces[:-1])
     assert all(orjson.loads(p.chunk)["usage"] is None for p in pieces[:-1] if p.chunk)
 
 

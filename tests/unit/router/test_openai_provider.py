@@ -4,17 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
 
-import aiohttp
 import orjson
 import pytest
 from aiohttp import web
-from aiohttp.test_utils import TestServer
 
-from services.common.gateway_config import ChannelEntry
-from services.router.config import Settings
 from services.router.errors import (
     ProviderError,
     UpstreamRateLimited,
@@ -24,63 +18,8 @@ from services.router.errors import (
 )
 from services.router.providers.base import StreamPiece
 from services.router.providers.openai import OpenAIProvider
-from services.router.server import upstream_session
 from tests.unit.router.helpers import chat_request, upstream
-
-KEY = "sk-upstream-secret-0123456789"
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-@dataclass(frozen=True)
-class Seen:
-    """One request the upstream received."""
-
-    url: str
-    headers: Mapping[str, str]
-    body: bytes
-
-
-@dataclass
-class ScriptedUpstream:
-    """A local OpenAI-compatible upstream: records requests, answers as the test says."""
-
-    base_url: str = ""
-    session: aiohttp.ClientSession | None = None
-    handler: Handler | None = None
-    seen: list[Seen] = field(default_factory=list)
-
-    def answer(self, status: int, body: bytes, headers: Mapping[str, str] | None = None) -> None:
-        """Answer every request with `status`, `body` and `headers`."""
-        async def handler(request: web.Request) -> web.StreamResponse:
-            return web.Response(status=status, body=body, content_type="application/json",
-                                headers=headers)
-        self.handler = handler
-
-    async def handle(self, request: web.Request) -> web.StreamResponse:
-        self.seen.append(Seen(str(request.url), request.headers.copy(), await request.read()))
-        assert self.handler is not None
-        return await self.handler(request)
-
-    def provider(self, base_url: str = "") -> OpenAIProvider:
-        """A provider for this upstream (or for `base_url`) with the router's session."""
-        channel = ChannelEntry(name="up", type="openai", models=("demo",),
-                               base_url=base_url or self.base_url)
-        assert self.session is not None
-        return OpenAIProvider(channel, self.session, KEY)
-
-
-@pytest.fixture
-async def up() -> AsyncIterator[ScriptedUpstream]:
-    script = ScriptedUpstream()
-    app = web.Application()
-    app.router.add_post("/v1/chat/completions", script.handle)
-    server = TestServer(app, host="127.0.0.1")
-    await server.start_server()
-    script.base_url = str(server.make_url("/v1"))
-    async with upstream_session(Settings()) as session:
-        script.session = session
-        yield script
-    await server.close()
+from tests.unit.router.scripted import KEY, ScriptedUpstream, streamed
 
 
 def _chunk(delta: dict[str, object], finish: str | None = None) -> bytes:
@@ -104,23 +43,6 @@ CHUNKS = [_chunk({"role": "assistant", "content": ""}), _chunk({"content": "Hi"}
 def _sse(*chunks: bytes, done: bool = True) -> bytes:
     events = [b": OPENROUTER PROCESSING\n\n"] + [b"data: " + c + b"\n\n" for c in chunks]
     return b"".join(events) + (b"data: [DONE]\n\n" if done else b"")
-
-
-def _streamed(*parts: bytes, drop: bool = False) -> Handler:
-    """A handler that writes an SSE answer in `parts`, then ends it or drops the connection."""
-    async def handler(request: web.Request) -> web.StreamResponse:
-        response = web.StreamResponse(headers={"content-type": "text/event-stream"})
-        await response.prepare(request)
-        for part in parts:
-            await response.write(part)
-            await asyncio.sleep(0)
-        if drop:
-            assert request.transport is not None
-            request.transport.close()
-            return response
-        await response.write_eof()
-        return response
-    return handler
 
 
 async def _collect(provider: OpenAIProvider, include_usage: bool = False) -> list[StreamPiece]:
@@ -162,7 +84,7 @@ async def test_completion_sends_the_mapped_model(up: ScriptedUpstream) -> None:
 async def test_stream_forces_usage_upstream_and_drops_the_unasked_usage_chunk(
     up: ScriptedUpstream,
 ) -> None:
-    up.handler = _streamed(_sse(*CHUNKS))
+    up.handler = streamed(_sse(*CHUNKS))
     pieces = await _collect(up.provider())
     sent = orjson.loads(up.seen[0].body)
     assert sent["stream"] is True and sent["stream_options"] == {"include_usage": True}
@@ -176,16 +98,18 @@ async def test_stream_forces_usage_upstream_and_drops_the_unasked_usage_chunk(
 
 
 async def test_stream_forwards_the_usage_chunk_when_the_client_asked(up: ScriptedUpstream) -> None:
-    up.handler = _streamed(_sse(*CHUNKS))
+    up.handler = streamed(_sse(*CHUNKS))
     pieces = await _collect(up.provider(), include_usage=True)
     assert [p.chunk for p in pieces] == CHUNKS
+    # Only the usage chunk goes out with the end of the stream.
+    assert [p.is_last for p in pieces] == [False] * 4 + [True]
 
 
 async def test_stream_split_anywhere_with_crlf_lines_gives_the_same_chunks(
     up: ScriptedUpstream,
 ) -> None:
     body = _sse(*CHUNKS).replace(b"\n", b"\r\n")
-    up.handler = _streamed(*(body[i:i + 7] for i in range(0, len(body), 7)))
+    up.handler = streamed(*(body[i:i + 7] for i in range(0, len(body), 7)))
     pieces = await _collect(up.provider(), include_usage=True)
     assert [p.chunk for p in pieces] == CHUNKS
 
@@ -193,19 +117,19 @@ async def test_stream_split_anywhere_with_crlf_lines_gives_the_same_chunks(
 async def test_stream_accepts_chunks_without_blank_lines_between_them(
     up: ScriptedUpstream,
 ) -> None:
-    up.handler = _streamed(b"".join(b"data: " + c + b"\n" for c in CHUNKS) + b"data: [DONE]\n\n")
+    up.handler = streamed(b"".join(b"data: " + c + b"\n" for c in CHUNKS) + b"data: [DONE]\n\n")
     pieces = await _collect(up.provider())
     assert "".join(p.text for p in pieces) == "Hi you"
 
 
 async def test_stream_without_done_but_with_finish_reason_is_whole(up: ScriptedUpstream) -> None:
-    up.handler = _streamed(_sse(*CHUNKS, done=False))
+    up.handler = streamed(_sse(*CHUNKS, done=False))
     pieces = await _collect(up.provider())
     assert len(pieces) == len(CHUNKS)
 
 
 async def test_stream_that_ends_early_is_an_error(up: ScriptedUpstream) -> None:
-    up.handler = _streamed(_sse(*CHUNKS[:2], done=False))
+    up.handler = streamed(_sse(*CHUNKS[:2], done=False))
     with pytest.raises(UpstreamUnavailable):
         await _collect(up.provider())
 
@@ -213,7 +137,7 @@ async def test_stream_that_ends_early_is_an_error(up: ScriptedUpstream) -> None:
 async def test_in_band_error_event_is_an_error_after_the_chunks_before_it(
     up: ScriptedUpstream,
 ) -> None:
-    up.handler = _streamed(_sse(CHUNKS[0], CHUNKS[1],
+    up.handler = streamed(_sse(CHUNKS[0], CHUNKS[1],
                                 orjson.dumps({"error": {"message": f"boom {KEY}"}})))
     got: list[StreamPiece] = []
     with pytest.raises(UpstreamUnavailable) as caught:
@@ -224,7 +148,7 @@ async def test_in_band_error_event_is_an_error_after_the_chunks_before_it(
 
 
 async def test_connection_dropped_mid_stream_is_an_error(up: ScriptedUpstream) -> None:
-    up.handler = _streamed(_sse(CHUNKS[0], CHUNKS[1], done=False), drop=True)
+    up.handler = streamed(_sse(CHUNKS[0], CHUNKS[1], done=False), drop=True)
     with pytest.raises(UpstreamUnavailable):
         await _collect(up.provider())
 

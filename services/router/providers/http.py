@@ -1,0 +1,92 @@
+"""POSTs to one OpenAI-compatible base URL, and transport failures as ProviderErrors.
+
+Upstream calls go through one shared `aiohttp.ClientSession` (built in `server.py`).
+Measured against the bench mock upstream on one machine, aiohttp's client costs
+0.20 ms CPU per unary request and 0.28 ms per stream, httpx 0.90 ms and 1.20 ms: the
+router's whole per-request budget is about 1 ms, so httpx alone would spend it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import aiohttp
+from yarl import URL
+
+from services.common.context import REQUEST_ID_HEADER
+from services.common.gateway_config import ChannelEntry
+from services.router.errors import UpstreamTimeout, UpstreamUnavailable
+from services.router.providers.base import error_for_status
+
+DEFAULT_CONNECT_TIMEOUT_S = 10.0
+
+
+@contextmanager
+def transport_errors(unreachable: str) -> Iterator[None]:
+    """Turn a timeout into UpstreamTimeout and a client error into UpstreamUnavailable."""
+    try:
+        yield
+    except TimeoutError as exc:
+        raise UpstreamTimeout(0, "the upstream timed out") from exc
+    except aiohttp.ClientError as exc:
+        raise UpstreamUnavailable(0, unreachable) from exc
+
+
+class UpstreamHTTP:
+    """One channel's base URL and key over the shared session; never follows redirects."""
+
+    def __init__(
+        self,
+        channel: ChannelEntry,
+        session: aiohttp.ClientSession,
+        api_key: str,
+        connect_timeout_s: float = DEFAULT_CONNECT_TIMEOUT_S,
+    ) -> None:
+        self._base_url = channel.base_url
+        self._session = session
+        self._connect_timeout_s = connect_timeout_s
+        self._auth = {"authorization": f"Bearer {api_key}"} if api_key else {}
+        # Strings that must never reach a client, even inside a passed-through message.
+        self.redact = (api_key, channel.base_url)
+
+    async def post(
+        self, path: str, body: bytes, request_id: str, timeout_s: float, *,
+        content_type: str = "application/json", accept: str = "application/json",
+    ) -> aiohttp.ClientResponse:
+        """POST `body` to base URL + `path`; the caller reads and releases the response."""
+        headers = {"content-type": content_type, "accept": accept, **self._auth}
+        if request_id:
+            headers[REQUEST_ID_HEADER] = request_id
+        return await self._session.post(
+            URL(self._base_url + path),
+            data=body,
+            headers=headers,
+            timeout=self._timeout(timeout_s),
+            allow_redirects=False,
+        )
+
+    async def read(self, response: aiohttp.ClientResponse) -> bytes:
+        """The whole body of a successful answer; the upstream's error for any other."""
+        try:
+            body = await response.read()
+        finally:
+            response.release()
+        if not 200 <= response.status < 300:
+            raise error_for_status(response.status, body, self.redact)
+        return body
+
+    async def check(self, response: aiohttp.ClientResponse) -> None:
+        """Raise the upstream's error unless the (streamed) answer is a success."""
+        if not 200 <= response.status < 300:
+            raise error_for_status(response.status, await response.read(), self.redact)
+
+    def _timeout(self, timeout_s: float) -> aiohttp.ClientTimeout:
+        # Each wait (pool, connect, every read) gets the attempt's time, the TCP connect
+        # at most the connect timeout; no cap on a whole stream.
+        return aiohttp.ClientTimeout(
+            total=None,
+            connect=timeout_s,
+            sock_connect=min(self._connect_timeout_s, timeout_s),
+            sock_read=timeout_s,
+        )
