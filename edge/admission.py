@@ -1,4 +1,4 @@
-"""Admission of a chat request: the limiter lease and the billing hold, in parallel.
+"""Admission of a request: the limiter lease and the billing hold, in parallel.
 
 A denial or failure of either ends the request with the OpenAI error, and whatever the
 other one granted is undone, so a refused request never leaves a hold or a lease.
@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import math
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 from edge.clients import Clients
 from edge.domain import Lease, LimitKind, LimitState, Principal, Reservation, ReserveDecision
@@ -20,7 +21,18 @@ from edge.settlement import Settler
 _RATE_LIMITED = "Rate limit reached for {kind} per min. Please retry after {seconds}s."
 _TOO_MANY_IN_FLIGHT = "Too many requests in flight for this key. Please retry after {seconds}s."
 _INSUFFICIENT = "You exceeded your current quota: the account's balance is too low."
-_NOT_PRICED = "The model '{model}' has no price set; an operator must price it before use."
+_NOT_PRICED = (
+    "The model '{model}' is not priced for this request; an operator must set its price "
+    "before use."
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Admission:
+    """What an admitted request holds: its lease and its hold (with the hold's tariff)."""
+
+    lease: Lease
+    reservation: Reservation
 
 
 async def admit(
@@ -30,11 +42,12 @@ async def admit(
     request_id: str,
     model: str,
     estimate: Estimate,
-) -> Lease:
-    """The granted lease (the hold is placed too), or ApiError after undoing the other."""
+) -> Admission:
+    """The granted lease and hold, or ApiError after undoing whichever was granted."""
     acquire = clients.ratelimit.acquire(request_id, principal, estimate.total_tokens)
     reserve = clients.billing.reserve(
-        request_id, principal, model, estimate.prompt_tokens, estimate.max_completion_tokens
+        request_id, principal, model, estimate.prompt_tokens, estimate.max_completion_tokens,
+        estimate.units,
     )
     lease_id = clients.ratelimit.possible_lease_id(request_id, principal)
     both = asyncio.gather(acquire, reserve, return_exceptions=True)
@@ -46,8 +59,8 @@ async def admit(
         settler.undo(request_id, principal.key_id, hold=True, lease_id=lease_id, after=both)
         raise
     error = _refusal(lease, hold, model)
-    if error is None and isinstance(lease, Lease):
-        return lease
+    if error is None and isinstance(lease, Lease) and isinstance(hold, Reservation):
+        return Admission(lease, hold)
     for result in (lease, hold):
         if isinstance(result, BaseException) and not isinstance(result, UpstreamError):
             settler.undo(request_id, principal.key_id, hold=True, lease_id=lease_id)

@@ -10,14 +10,7 @@ from aiohttp.typedefs import Middleware
 
 from edge.auth import Authenticator, PrincipalCache
 from edge.catalog import ModelCatalog
-from edge.clients import (
-    AuthClient,
-    BatchLimits,
-    BillingClient,
-    Clients,
-    RateLimitClient,
-    RouterClient,
-)
+from edge.clients import AuthClient, BatchLimits, BillingClient, Clients, RateLimitClient
 from edge.config import Settings
 from edge.cors import CorsPolicy, cors_headers_hook, preflight_middleware
 from edge.idempotency import IdempotencyStore, MemoryIdempotencyStore, RedisIdempotencyStore
@@ -32,6 +25,7 @@ from edge.keys import (
     Lifecycle,
 )
 from edge.middlewares import request_context, require_auth, stamp_processing_time
+from edge.router_client import RouterClient
 from edge.routes import setup_routes
 from edge.settlement import Settler
 from services.common.context import get_request_id
@@ -47,7 +41,10 @@ def create_app(settings: Settings) -> web.Application:
     middlewares: list[Middleware] = [request_context, require_auth]
     if cors is not None:
         middlewares.insert(1, preflight_middleware(cors))  # preflights carry no key
-    app = web.Application(client_max_size=settings.max_body_bytes, middlewares=middlewares)
+    # Routes read bodies themselves within their own limit (edge.body); this is the cap
+    # for anything read through aiohttp.
+    max_size = max(settings.max_body_bytes, settings.max_upload_bytes)
+    app = web.Application(client_max_size=max_size, middlewares=middlewares)
     app[SETTINGS] = settings
     app[LIFECYCLE] = Lifecycle()
     app.cleanup_ctx.append(_service_clients)

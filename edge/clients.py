@@ -1,4 +1,4 @@
-"""Typed wrappers over the four service stubs.
+"""Typed wrappers over the four service stubs (the router's in edge.router_client).
 
 Every call carries a deadline and the request id as `x-request-id` metadata, and a
 failed call is converted here, once, from `grpc.aio.AioRpcError` into UpstreamError.
@@ -11,35 +11,20 @@ would have raised (edge.batch_results).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
 import grpc
 
 from apirelay.auth.v1 import auth_pb2, auth_pb2_grpc
 from apirelay.billing.v1 import billing_pb2, billing_pb2_grpc
 from apirelay.ratelimit.v1 import ratelimit_pb2, ratelimit_pb2_grpc
-from apirelay.router.v1 import router_pb2, router_pb2_grpc
 from edge import translate
 from edge.batch_results import TaggedRelease, charged, outcomes, released
 from edge.batching import DEFAULT_MAX_BATCH, DEFAULT_MAX_IN_FLIGHT, Batcher
-from edge.domain import (
-    AuthOutcome,
-    Completion,
-    Lease,
-    ModelInfo,
-    Principal,
-    Reservation,
-    StreamItem,
-    Usage,
-    UsageSource,
-)
-from edge.errors import UpstreamError
-from services.common.context import REQUEST_ID_HEADER
-
-T = TypeVar("T")
-Metadata = tuple[tuple[str, str], ...]
+from edge.domain import NO_UNITS, AuthOutcome, Lease, Principal, Reservation, Usage, UsageSource
+from edge.router_client import RouterClient, metadata, unary
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,17 +33,6 @@ class BatchLimits:
 
     max_in_flight: int = DEFAULT_MAX_IN_FLIGHT
     max_batch: int = DEFAULT_MAX_BATCH
-
-
-def _metadata(request_id: str) -> Metadata:
-    return ((REQUEST_ID_HEADER, request_id),)
-
-
-async def _unary(service: str, call: Awaitable[T]) -> T:
-    try:
-        return await call
-    except grpc.aio.AioRpcError as exc:
-        raise UpstreamError(service, exc.code(), exc.details() or "") from None
 
 
 class AuthClient:
@@ -74,9 +48,9 @@ class AuthClient:
         """The decision for `secret` and, when allowed, its principal."""
         call = self._stub.AuthenticateKey(
             auth_pb2.AuthenticateKeyRequest(secret=secret),
-            timeout=self._timeout, metadata=_metadata(request_id),
+            timeout=self._timeout, metadata=metadata(request_id),
         )
-        return translate.auth_outcome(await _unary("auth", call))
+        return translate.auth_outcome(await unary("auth", call))
 
 
 NO_LEASE = Lease(allowed=True, lease_id="", denied_by=None, states=())
@@ -131,18 +105,18 @@ class RateLimitClient:
     ) -> list[Lease | Exception]:
         call = self._stub.AcquireLeases(
             ratelimit_pb2.AcquireLeasesRequest(leases=items), timeout=self._timeout,
-            metadata=_metadata(items[0].request_id),
+            metadata=metadata(items[0].request_id),
         )
-        results = (await _unary("ratelimit", call)).results
+        results = (await unary("ratelimit", call)).results
         return outcomes("ratelimit", results, len(items), translate.lease)
 
     async def _release_batch(self, items: Sequence[TaggedRelease]) -> list[bool | Exception]:
         call = self._stub.ReleaseLeases(
             ratelimit_pb2.ReleaseLeasesRequest(leases=[item.message for item in items]),
             timeout=self._timeout,
-            metadata=_metadata(items[0].request_id),
+            metadata=metadata(items[0].request_id),
         )
-        results = (await _unary("ratelimit", call)).results
+        results = (await unary("ratelimit", call)).results
         return outcomes("ratelimit", results, len(items), released)
 
 
@@ -166,12 +140,14 @@ class BillingClient:
     async def reserve(
         self, request_id: str, principal: Principal, model: str,
         prompt_tokens: int, max_completion_tokens: int,
+        max_units: Mapping[str, int] = NO_UNITS,
     ) -> Reservation:
-        """Hold the request's maximum cost on the account's wallet."""
+        """Hold the request's maximum cost (tokens and units) on the account's wallet."""
         request = billing_pb2.ReserveCreditRequest(
             request_id=request_id, account_id=principal.account_id, key_id=principal.key_id,
             group=principal.group, model=model, prompt_tokens=prompt_tokens,
             max_completion_tokens=max_completion_tokens,
+            max_units=translate.unit_usages(max_units),
         )
         return await self._reserves.submit(request)
 
@@ -187,18 +163,18 @@ class BillingClient:
         """Drop the request's hold without charging."""
         call = self._stub.ReleaseCredit(
             billing_pb2.ReleaseCreditRequest(request_id=request_id),
-            timeout=self._timeout, metadata=_metadata(request_id),
+            timeout=self._timeout, metadata=metadata(request_id),
         )
-        return bool((await _unary("billing", call)).released)
+        return bool((await unary("billing", call)).released)
 
     async def _reserve_batch(
         self, items: Sequence[billing_pb2.ReserveCreditRequest]
     ) -> list[Reservation | Exception]:
         call = self._stub.ReserveCredits(
             billing_pb2.ReserveCreditsRequest(reservations=items), timeout=self._timeout,
-            metadata=_metadata(items[0].request_id),
+            metadata=metadata(items[0].request_id),
         )
-        results = (await _unary("billing", call)).results
+        results = (await unary("billing", call)).results
         return outcomes("billing", results, len(items), translate.reservation)
 
     async def _settle_batch(
@@ -206,87 +182,10 @@ class BillingClient:
     ) -> list[int | Exception]:
         call = self._stub.SettleCredits(
             billing_pb2.SettleCreditsRequest(settlements=items), timeout=self._timeout,
-            metadata=_metadata(items[0].request_id),
+            metadata=metadata(items[0].request_id),
         )
-        results = (await _unary("billing", call)).results
+        results = (await unary("billing", call)).results
         return outcomes("billing", results, len(items), charged)
-
-
-class ChatStream:
-    """One running StreamChatCompletion call: read items, cancel at once."""
-
-    def __init__(self, call: Any) -> None:
-        self._call = call
-        self._cancelled = False
-        self.finished = False
-
-    async def read(self) -> StreamItem:
-        """The next item; nothing follows the one carrying the end."""
-        try:
-            item = await self._call.read()
-        except grpc.aio.AioRpcError as exc:
-            self.finished = True
-            raise UpstreamError("router", exc.code(), exc.details() or "") from None
-        except asyncio.CancelledError:
-            # A read of a call cancelled by `cancel()`, not a cancellation of this task.
-            task = asyncio.current_task()
-            if self._cancelled and task is not None and not task.cancelling():
-                raise UpstreamError("router", grpc.StatusCode.CANCELLED, "cancelled") from None
-            raise
-        if item is grpc.aio.EOF:
-            self.finished = True
-            raise UpstreamError("router", grpc.StatusCode.INTERNAL, "stream ended without an end")
-        read = translate.stream_item(item)
-        if read.end is not None:
-            self.finished = True
-        return read
-
-    def cancel(self) -> None:
-        """Cancel the call (the router then cancels its upstream request); a pending read
-        then raises UpstreamError."""
-        if not self.finished:
-            self.finished = True
-            self._cancelled = True
-            self._call.cancel()
-
-
-class RouterClient:
-    """RouterService: completions and the model catalog."""
-
-    def __init__(self, channel: grpc.aio.Channel, timeout_s: float) -> None:
-        self._stub: Any = router_pb2_grpc.RouterServiceStub(channel)
-        self._timeout = timeout_s
-
-    async def create(
-        self, request_id: str, model: str, body: bytes, principal: Principal, timeout_s: float
-    ) -> Completion:
-        """Run a non-streaming completion with the client's original body."""
-        request = router_pb2.CreateChatCompletionRequest(
-            request_id=request_id, model=model, body=body, caller=translate.caller(principal)
-        )
-        call = self._stub.CreateChatCompletion(
-            request, timeout=timeout_s, metadata=_metadata(request_id)
-        )
-        return translate.completion(await _unary("router", call))
-
-    def stream(
-        self, request_id: str, model: str, body: bytes, principal: Principal, timeout_s: float
-    ) -> ChatStream:
-        """Start a streaming completion with the client's original body."""
-        request = router_pb2.StreamChatCompletionRequest(
-            request_id=request_id, model=model, body=body, caller=translate.caller(principal)
-        )
-        call = self._stub.StreamChatCompletion(
-            request, timeout=timeout_s, metadata=_metadata(request_id)
-        )
-        return ChatStream(call)
-
-    async def list_models(self, request_id: str) -> list[ModelInfo]:
-        """The catalog."""
-        call = self._stub.ListModels(
-            router_pb2.ListModelsRequest(), timeout=self._timeout, metadata=_metadata(request_id)
-        )
-        return [translate.model_info(m) for m in (await _unary("router", call)).models]
 
 
 @dataclass(frozen=True, slots=True)

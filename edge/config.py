@@ -16,6 +16,7 @@ DEFAULT_AUTH_CACHE_TTL_S = 5.0
 DEFAULT_AUTH_CACHE_SIZE = 10_000
 DEFAULT_MODELS_TTL_S = 10.0
 DEFAULT_MAX_BODY_BYTES = 16 * 1024 * 1024
+DEFAULT_MAX_UPLOAD_BYTES = 26 * 1024 * 1024  # OpenAI's audio upload limit, with form overhead
 DEFAULT_KEEPALIVE_S = 15.0
 DEFAULT_REQUEST_TIMEOUT_S = 600.0
 DEFAULT_RPC_TIMEOUT_S = 5.0
@@ -40,6 +41,8 @@ class Settings:
     auth_cache_size: int = DEFAULT_AUTH_CACHE_SIZE
     models_ttl_s: float = DEFAULT_MODELS_TTL_S
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES
+    report_cost: bool = True
     keepalive_s: float = DEFAULT_KEEPALIVE_S
     request_timeout_s: float = DEFAULT_REQUEST_TIMEOUT_S
     rpc_timeout_s: float = DEFAULT_RPC_TIMEOUT_S
@@ -74,6 +77,11 @@ class Settings:
                 "EDGE_MAX_BODY_BYTES",
                 environ.get("EDGE_MAX_BODY_BYTES", str(DEFAULT_MAX_BODY_BYTES)),
             ),
+            max_upload_bytes=_int(
+                "EDGE_MAX_UPLOAD_BYTES",
+                environ.get("EDGE_MAX_UPLOAD_BYTES", str(DEFAULT_MAX_UPLOAD_BYTES)),
+            ),
+            report_cost=_bool(environ, "EDGE_REPORT_COST", default=True),
             keepalive_s=_float(environ, "EDGE_KEEPALIVE_S", DEFAULT_KEEPALIVE_S),
             request_timeout_s=_float(environ, "EDGE_REQUEST_TIMEOUT_S", DEFAULT_REQUEST_TIMEOUT_S),
             rpc_timeout_s=_float(environ, "EDGE_RPC_TIMEOUT_S", DEFAULT_RPC_TIMEOUT_S),
@@ -107,6 +115,19 @@ def _int(name: str, raw: str) -> int:
     if value < 0:
         raise ValueError(f"{name} must not be negative, got {raw!r}")
     return value
+
+
+_TRUE = frozenset({"1", "true", "yes", "on"})
+_FALSE = frozenset({"0", "false", "no", "off"})
+
+
+def _bool(environ: Mapping[str, str], name: str, *, default: bool) -> bool:
+    raw = environ.get(name, "").strip().lower()
+    if not raw:
+        return default
+    if raw in _TRUE or raw in _FALSE:
+        return raw in _TRUE
+    raise ValueError(f"{name} must be true or false, got {raw!r}")
 
 
 def _count(environ: Mapping[str, str], name: str, default: int) -> int:

@@ -28,7 +28,7 @@ ALLOW_HEADERS = (
     "openai-organization, openai-project"
 )
 EXPOSE_HEADERS = ", ".join((
-    REQUEST_ID_HEADER, "openai-processing-ms", "retry-after",
+    REQUEST_ID_HEADER, "openai-processing-ms", "retry-after", "x-apirelay-cost-usd",
     *(f"x-ratelimit-{what}-{kind}"
       for what in ("limit", "remaining", "reset") for kind in ("requests", "tokens")),
 ))

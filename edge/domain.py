@@ -3,7 +3,13 @@
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+from services.common.charges import Tariff
+
+NO_UNITS: Mapping[str, int] = MappingProxyType({})
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,13 +63,20 @@ class ModelInfo:
 
 @dataclass(frozen=True, slots=True)
 class Usage:
-    """Tokens one request consumed."""
+    """Tokens and non-token units (services.common.units) one request consumed."""
 
     prompt_tokens: int
     completion_tokens: int
     total_tokens: int
     cached_prompt_tokens: int = 0
     reasoning_tokens: int = 0
+    # A factory, not a default: a mappingproxy is unhashable before Python 3.12.
+    units: Mapping[str, int] = field(default_factory=lambda: NO_UNITS)
+
+    @property
+    def empty(self) -> bool:
+        """True when nothing at all was consumed."""
+        return self.total_tokens == 0 and not any(q > 0 for q in self.units.values())
 
 
 class UsageSource(enum.IntEnum):
@@ -115,6 +128,7 @@ class Reservation:
 
     decision: ReserveDecision
     held_nanos: int
+    tariff: Tariff | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,13 +144,14 @@ class CompletionFailure:
 
 @dataclass(frozen=True, slots=True)
 class Completion:
-    """A non-streaming completion: the OpenAI body, or the failure."""
+    """A non-streaming answer: the OpenAI body and its content type, or the failure."""
 
     body: bytes
     usage: Usage | None
     usage_source: UsageSource
     channel: str
     failure: CompletionFailure | None
+    content_type: str = "application/json"
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,7 +167,26 @@ class StreamEnd:
 
 @dataclass(frozen=True, slots=True)
 class StreamItem:
-    """One item of a router stream: chunks to send in order, and the end on the last."""
+    """One item of a router stream: chunks to send in order, and the end on the last.
+
+    A chat stream's chunks are JSON objects; a relayed stream's are whole SSE events or
+    pieces of audio, with the answer's content type on the first item.
+    """
 
     chunks: tuple[bytes, ...]
     end: StreamEnd | None = None
+    content_type: str = ""
+
+
+class Operation(enum.Enum):
+    """The OpenAI endpoint a request is for (the value labels metrics and logs)."""
+
+    CHAT = "chat.completions"
+    COMPLETIONS = "completions"
+    EMBEDDINGS = "embeddings"
+    IMAGE_GENERATIONS = "images.generations"
+    IMAGE_EDITS = "images.edits"
+    AUDIO_TRANSCRIPTIONS = "audio.transcriptions"
+    AUDIO_TRANSLATIONS = "audio.translations"
+    AUDIO_SPEECH = "audio.speech"
+    RESPONSES = "responses"

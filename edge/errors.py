@@ -24,6 +24,8 @@ from edge.openai.errors import ErrorType
 logger = logging.getLogger(__name__)
 
 CLIENT_CLOSED_REQUEST = 499
+# A 429 without a known wait (an upstream's, an empty wallet) still says when to retry.
+DEFAULT_RETRY_AFTER = "1"
 
 _GENERIC = {
     500: "The server had an error while processing your request.",
@@ -82,13 +84,18 @@ class ApiError(Exception):
     def to_response(self) -> web.Response:
         """An aiohttp response carrying this error."""
         reason = "Client Closed Request" if self.status == CLIENT_CLOSED_REQUEST else None
-        return web.Response(
+        response = web.Response(
             status=self.status,
             reason=reason,
             body=self.body(),
             content_type="application/json",
             headers=self.headers,
         )
+        if self.status == 429 and "retry-after" not in response.headers:
+            response.headers["retry-after"] = DEFAULT_RETRY_AFTER
+        if self.headers.get("Connection", "").lower() == "close":
+            response.force_close()
+        return response
 
 
 class UpstreamError(Exception):

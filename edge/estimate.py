@@ -1,25 +1,31 @@
-"""Token estimates for admission, and counting the text a stream delivered."""
+"""What a request may consume at most, for admission: tokens and non-token units.
+
+Prompt tokens are estimated from the request's text; the completion cap is what the
+request allows (or the model's cap); units are counted exactly where they can be
+(images asked for, seconds of the uploaded audio, characters of speech input).
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 
-from edge.domain import ModelInfo
-from edge.openai.chat import (
-    AssistantMessage,
-    ChatCompletionRequest,
-    ChatMessage,
-    FunctionTool,
-)
+from edge.domain import NO_UNITS, ModelInfo
+from edge.openai.chat import AssistantMessage, ChatCompletionRequest, ChatMessage, FunctionTool
+from edge.openai.completions import LEGACY_DEFAULT_MAX_TOKENS, CompletionRequest
+from edge.openai.embeddings import EmbeddingRequest
+from edge.openai.responses import ResponsesRequest
 from services.common.tokens import estimate_tokens
+from services.common.units import AUDIO_SECOND, CHARACTER, audio_seconds, image_unit
 
 # Chat formats wrap each message in a few role/separator tokens, and the reply in a few more.
 TOKENS_PER_MESSAGE = 4
 TOKENS_PER_REPLY = 3
 FALLBACK_MAX_OUTPUT_TOKENS = 4096
+_ITEM_TEXT_KEYS = ("text", "content", "output", "arguments", "refusal")
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,11 +34,18 @@ class Estimate:
 
     prompt_tokens: int
     max_completion_tokens: int
+    units: Mapping[str, int] = field(default_factory=lambda: NO_UNITS)
 
     @property
     def total_tokens(self) -> int:
         """Prompt plus the completion cap, for the TPM limit."""
         return self.prompt_tokens + self.max_completion_tokens
+
+
+def _cap(requested: int | None, model: ModelInfo) -> int:
+    if requested is not None:
+        return requested
+    return model.max_output_tokens or FALLBACK_MAX_OUTPUT_TOKENS
 
 
 def estimate_chat(request: ChatCompletionRequest, model: ModelInfo) -> Estimate:
@@ -44,12 +57,7 @@ def estimate_chat(request: ChatCompletionRequest, model: ModelInfo) -> Estimate:
             prompt += estimate_tokens(fn.name) + estimate_tokens(fn.description or "")
             if fn.parameters:
                 prompt += estimate_tokens(orjson.dumps(fn.parameters).decode())
-    cap = (
-        request.max_completion_tokens
-        or request.max_tokens
-        or model.max_output_tokens
-        or FALLBACK_MAX_OUTPUT_TOKENS
-    )
+    cap = _cap(request.max_completion_tokens or request.max_tokens, model)
     return Estimate(prompt_tokens=prompt, max_completion_tokens=cap * (request.n or 1))
 
 
@@ -69,40 +77,66 @@ def _message_tokens(message: ChatMessage) -> int:
     return tokens
 
 
-def delta_texts(chunk: bytes) -> list[str]:
-    """The generated text in one chat.completion.chunk: content, reasoning, tool arguments."""
-    try:
-        data: Any = orjson.loads(chunk)
-        texts: list[str] = []
-        for choice in data.get("choices") or ():
-            delta = choice.get("delta") or {}
-            for key in ("content", "reasoning_content", "refusal"):
-                value = delta.get(key)
-                if isinstance(value, str) and value:
-                    texts.append(value)
-            for call in delta.get("tool_calls") or ():
-                args = (call.get("function") or {}).get("arguments")
-                if isinstance(args, str) and args:
-                    texts.append(args)
-        return texts
-    except (orjson.JSONDecodeError, AttributeError, TypeError):
-        return []
+def prompt_tokens(prompt: str | list[str] | list[int] | list[list[int]]) -> int:
+    """Tokens of a prompt or embedding input: text estimated, token arrays counted."""
+    if isinstance(prompt, str):
+        return estimate_tokens(prompt)
+    total = 0
+    for entry in prompt:
+        if isinstance(entry, str):
+            total += estimate_tokens(entry)
+        elif isinstance(entry, list):
+            total += len(entry)
+        else:  # a single token array: each entry is one token
+            total += 1
+    return total
 
 
-def message_texts(body: bytes) -> list[str]:
-    """The generated text of a chat.completion body (for usage when none was reported)."""
-    try:
-        data: Any = orjson.loads(body)
-        texts: list[str] = []
-        for choice in data.get("choices") or ():
-            message = choice.get("message") or {}
-            content = message.get("content")
-            if isinstance(content, str):
-                texts.append(content)
-            for call in message.get("tool_calls") or ():
-                args = (call.get("function") or {}).get("arguments")
-                if isinstance(args, str):
-                    texts.append(args)
-        return texts
-    except (orjson.JSONDecodeError, AttributeError, TypeError):
-        return []
+def estimate_completion(request: CompletionRequest) -> Estimate:
+    """A legacy completion: `max_tokens` (default 16) per choice, per prompt."""
+    per_choice = (
+        LEGACY_DEFAULT_MAX_TOKENS if request.max_tokens is None else request.max_tokens
+    )
+    choices = max(request.n or 1, request.best_of or 0) * request.prompt_count()
+    return Estimate(prompt_tokens(request.prompt), per_choice * choices)
+
+
+def estimate_embedding(request: EmbeddingRequest) -> Estimate:
+    """An embedding: its input's tokens, nothing generated."""
+    return Estimate(prompt_tokens(request.input), 0)
+
+
+def estimate_response(request: ResponsesRequest, model: ModelInfo) -> Estimate:
+    """A Responses request: input and instructions, capped by max_output_tokens."""
+    items = [request.input] if isinstance(request.input, str) else request.input
+    prompt = TOKENS_PER_REPLY + estimate_tokens(request.instructions or "")
+    prompt += sum(TOKENS_PER_MESSAGE + estimate_tokens(" ".join(_item_texts(i))) for i in items)
+    return Estimate(prompt, _cap(request.max_output_tokens, model))
+
+
+def _item_texts(item: Any) -> Iterable[str]:
+    if isinstance(item, str):
+        yield item
+    elif isinstance(item, list):
+        for entry in item:
+            yield from _item_texts(entry)
+    elif isinstance(item, dict):
+        for key in _ITEM_TEXT_KEYS:
+            value = item.get(key)
+            if isinstance(value, str | list):
+                yield from _item_texts(value)
+
+
+def estimate_images(n: int | None, size: str | None, quality: str | None) -> Estimate:
+    """`n` images of one size and quality; no tokens."""
+    return Estimate(0, 0, {image_unit(size, quality): n or 1})
+
+
+def estimate_audio(data: bytes) -> Estimate:
+    """A transcription or translation: the uploaded audio's started seconds; no tokens."""
+    return Estimate(0, 0, {AUDIO_SECOND: audio_seconds(data)})
+
+
+def estimate_speech(text: str) -> Estimate:
+    """Text to speech: the input's characters; no tokens."""
+    return Estimate(0, 0, {CHARACTER: len(text)})

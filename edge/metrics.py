@@ -14,10 +14,14 @@ LATENCY = Histogram(
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600),
 )
 STREAM_TTFB = Histogram(
-    "apirelay_edge_stream_first_byte_seconds", "Time from request to the first streamed chunk.",
+    "apirelay_edge_stream_first_byte_seconds",
+    "Time from request to the first streamed chunk, by endpoint.",
+    ["endpoint"],
     buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60),
 )
-ACTIVE_STREAMS = Gauge("apirelay_edge_active_streams", "SSE streams being relayed now.")
+ACTIVE_STREAMS = Gauge(
+    "apirelay_edge_active_streams", "Streams being relayed now, by endpoint.", ["endpoint"]
+)
 SETTLEMENT_FAILURES = Counter(
     "apirelay_edge_settlement_failures_total",
     "Settle, release or lease-release calls given up after retries.",

@@ -8,22 +8,47 @@ idempotent by request id, so they are retried on UNAVAILABLE / DEADLINE_EXCEEDED
 from __future__ import annotations
 
 import asyncio
+import enum
 import logging
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import grpc
 
-from edge.domain import Usage, UsageSource
+from edge.delivered import TextReader, delta_texts
+from edge.domain import NO_UNITS, Usage, UsageSource
 from edge.errors import UpstreamError
-from edge.estimate import delta_texts
 from edge.metrics import SETTLEMENT_FAILURES
 from services.common.tokens import estimate_tokens
 
 logger = logging.getLogger(__name__)
 
 _RETRYABLE = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED})
+
+
+class UnitsBilled(enum.Enum):
+    """When a request billed by units has consumed them, if its usage never came."""
+
+    ON_DELIVERY = "delivery"  # speech: once audio reached the client; images: once answered
+    ON_CALL = "call"  # transcription: once the router had the audio (and did not refuse it)
+
+
+@dataclass(frozen=True, slots=True)
+class Metering:
+    """How a request is billed when the router never reported its usage.
+
+    Token endpoints bill the prompt estimate plus the text read from what was delivered
+    (`texts` reads one delivered chunk); unit endpoints bill `units` (the estimate's)
+    once `units_billed` says they were consumed.
+    """
+
+    texts: TextReader = delta_texts
+    units: Mapping[str, int] = field(default_factory=lambda: NO_UNITS)
+    units_billed: UnitsBilled = UnitsBilled.ON_DELIVERY
+
+
+CHAT_METERING = Metering()
 
 
 @dataclass(slots=True)
@@ -34,6 +59,7 @@ class Outcome:
     subject: str
     lease_id: str
     prompt_estimate: int
+    metering: Metering = CHAT_METERING
     usage: Usage | None = None
     usage_source: UsageSource = UsageSource.UPSTREAM
     channel: str = ""
@@ -41,31 +67,49 @@ class Outcome:
     chunks: list[bytes] = field(default_factory=list)
     client_gone: bool = False
     completed: bool = False
+    called: bool = False
+    failed: bool = False
 
     def record_chunk(self, chunk: bytes) -> None:
         """Keep a delivered chunk; its text is read only if usage never comes (rarely)."""
         self.chunks.append(chunk)
 
-    def record_usage(self, usage: Usage | None, source: UsageSource, channel: str) -> None:
-        """Keep the router's typed usage and the channel that served."""
+    def record_usage(
+        self, usage: Usage | None, source: UsageSource, channel: str, *, failed: bool = False
+    ) -> None:
+        """Keep the router's typed usage, the channel that served, and whether it failed."""
         self.usage = usage
         self.usage_source = source
         self.channel = channel
+        self.failed = failed
 
     def final_usage(self) -> tuple[Usage, UsageSource] | None:
         """The usage to settle, or None when nothing was consumed (release instead).
 
-        Without a reported usage, a request that completed, delivered text or lost its
-        client is billed as the prompt estimate plus the estimate of the delivered text.
+        Without a reported usage, a token request that completed, delivered text or lost
+        its client is billed as the prompt estimate plus the estimate of the delivered
+        text; a unit request is billed its units once they count as consumed.
         """
         if self.usage is not None:
             return self.usage, self.usage_source
-        texts = self.delivered + [text for chunk in self.chunks for text in delta_texts(chunk)]
+        if self.metering.units:
+            if not self._units_consumed():
+                return None
+            return Usage(0, 0, 0, units=self.metering.units), UsageSource.ESTIMATED
+        read = self.metering.texts
+        texts = self.delivered + [text for chunk in self.chunks for text in read(chunk)]
         if not (self.client_gone or self.completed or texts):
             return None
         completion = estimate_tokens("".join(texts))
         prompt = self.prompt_estimate
         return Usage(prompt, completion, prompt + completion), UsageSource.ESTIMATED
+
+    def _units_consumed(self) -> bool:
+        if self.completed:
+            return True
+        if self.metering.units_billed is UnitsBilled.ON_CALL:
+            return self.called and not self.failed
+        return bool(self.chunks)
 
 
 class Holds(Protocol):

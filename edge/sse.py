@@ -1,8 +1,8 @@
-"""A small server-sent events writer for OpenAI-style streams."""
+"""Server-sent events as OpenAI streams them: framing, the trailers, reading an event."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 
 import orjson
 from aiohttp import web
@@ -11,7 +11,9 @@ from edge.errors import ApiError
 
 DONE = b"data: [DONE]\n\n"
 PING = b": ping\n\n"
+CONTENT_TYPE = "text/event-stream"
 _LINE_BREAKS = (b"\r\n", b"\r", b"\n")
+_DATA = b"data:"
 
 
 def frame(data: bytes) -> bytes:
@@ -23,38 +25,35 @@ def frame(data: bytes) -> bytes:
     return b"".join(b"data: " + line + b"\n" for line in data.split(b"\n")) + b"\n"
 
 
-class SSEWriter:
-    """Writes events to one `text/event-stream` response."""
+def frame_all(items: Sequence[bytes]) -> bytes:
+    """One `data:` event per entry of `items` (already JSON), as one write."""
+    return b"".join(frame(data) for data in items)
 
-    def __init__(self, headers: Mapping[str, str] | None = None) -> None:
-        self.response = web.StreamResponse(status=200, headers=headers)
-        self.response.headers["Content-Type"] = "text/event-stream"
-        self.response.headers["Cache-Control"] = "no-cache"
-        self.response.headers["Connection"] = "keep-alive"
-        self.response.headers["X-Accel-Buffering"] = "no"
 
-    async def start(self, request: web.Request) -> web.StreamResponse:
-        """Send the headers."""
-        await self.response.prepare(request)
-        return self.response
+def error_event(error: ApiError) -> bytes:
+    """The in-band `data: {"error": {...}}` event of chat and legacy completion streams."""
+    return frame(orjson.dumps({"error": error.payload()}))
 
-    async def send(self, data: bytes) -> None:
-        """Send one event carrying `data` (already JSON)."""
-        await self.response.write(frame(data))
 
-    async def send_many(self, items: Sequence[bytes]) -> None:
-        """Send one event per entry of `items` (already JSON) in a single write."""
-        await self.response.write(b"".join(frame(data) for data in items))
+def event_data(event: bytes) -> bytes | None:
+    """The data of one whole SSE event (its `data:` lines joined), or None without any."""
+    lines = [
+        line[len(_DATA):].removeprefix(b" ")
+        for line in event.splitlines()
+        if line.startswith(_DATA)
+    ]
+    return b"\n".join(lines) if lines else None
 
-    async def send_error(self, error: ApiError) -> None:
-        """Send an in-band `{"error": {...}}` event."""
-        await self.response.write(frame(orjson.dumps({"error": error.payload()})))
 
-    async def ping(self) -> None:
-        """Send a comment that keeps proxies and clients from timing the stream out."""
-        await self.response.write(PING)
+def with_data(event: bytes, data: bytes) -> bytes:
+    """`event` with its data replaced by `data` (one line), its other fields kept."""
+    kept = [line for line in event.splitlines() if line and not line.startswith(_DATA)]
+    return b"".join(line + b"\n" for line in kept) + b"data: " + data + b"\n\n"
 
-    async def done(self) -> None:
-        """Send the `[DONE]` sentinel and end the response."""
-        await self.response.write(DONE)
-        await self.response.write_eof()
+
+def prepare_headers(response: web.StreamResponse) -> None:
+    """Mark `response` as an uncached, unbuffered event stream."""
+    response.headers["Content-Type"] = CONTENT_TYPE
+    response.headers["Cache-Control"] = "no-cache"
+    response.headers["Connection"] = "keep-alive"
+    response.headers["X-Accel-Buffering"] = "no"

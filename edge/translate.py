@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from types import MappingProxyType
+
 from apirelay.auth.v1 import auth_pb2
 from apirelay.billing.v1 import billing_pb2
 from apirelay.common.v1 import usage_pb2
 from apirelay.ratelimit.v1 import ratelimit_pb2
 from apirelay.router.v1 import router_pb2
 from edge.domain import (
+    NO_UNITS,
     AuthOutcome,
     Completion,
     CompletionFailure,
@@ -16,6 +20,7 @@ from edge.domain import (
     Limits,
     LimitState,
     ModelInfo,
+    Operation,
     Principal,
     Reservation,
     ReserveDecision,
@@ -24,6 +29,7 @@ from edge.domain import (
     Usage,
     UsageSource,
 )
+from services.common.charges import Tariff
 
 _AUTH = {
     auth_pb2.AUTH_DECISION_ALLOWED: AuthOutcome.ALLOWED,
@@ -40,6 +46,16 @@ _RESERVE = {
     billing_pb2.RESERVE_DECISION_RESERVED: ReserveDecision.RESERVED,
     billing_pb2.RESERVE_DECISION_INSUFFICIENT_BALANCE: ReserveDecision.INSUFFICIENT_BALANCE,
     billing_pb2.RESERVE_DECISION_MODEL_NOT_PRICED: ReserveDecision.MODEL_NOT_PRICED,
+}
+_OPERATION = {
+    Operation.COMPLETIONS: router_pb2.OPERATION_COMPLETIONS,
+    Operation.EMBEDDINGS: router_pb2.OPERATION_EMBEDDINGS,
+    Operation.IMAGE_GENERATIONS: router_pb2.OPERATION_IMAGE_GENERATIONS,
+    Operation.IMAGE_EDITS: router_pb2.OPERATION_IMAGE_EDITS,
+    Operation.AUDIO_TRANSCRIPTIONS: router_pb2.OPERATION_AUDIO_TRANSCRIPTIONS,
+    Operation.AUDIO_TRANSLATIONS: router_pb2.OPERATION_AUDIO_TRANSLATIONS,
+    Operation.AUDIO_SPEECH: router_pb2.OPERATION_AUDIO_SPEECH,
+    Operation.RESPONSES: router_pb2.OPERATION_RESPONSES,
 }
 
 
@@ -99,7 +115,27 @@ def lease(response: ratelimit_pb2.AcquireLeaseResponse) -> Lease:
 def reservation(response: billing_pb2.ReserveCreditResponse) -> Reservation:
     """Billing's reserve decision; an unset decision is treated as no hold placed."""
     decision = _RESERVE.get(response.decision, ReserveDecision.INSUFFICIENT_BALANCE)
-    return Reservation(decision=decision, held_nanos=response.held_nanos)
+    held_at = tariff(response.tariff) if response.HasField("tariff") else None
+    return Reservation(decision=decision, held_nanos=response.held_nanos, tariff=held_at)
+
+
+def tariff(message: billing_pb2.Tariff) -> Tariff:
+    """The prices a hold was placed at."""
+    return Tariff(
+        prompt_nanos=message.prompt_nanos_per_token,
+        completion_nanos=message.completion_nanos_per_token,
+        cached_prompt_nanos=message.cached_prompt_nanos_per_token,
+        multiplier_bps=message.multiplier_bps,
+        unit_nanos={price.unit: price.nanos_per_unit for price in message.unit_prices},
+    )
+
+
+def unit_usages(units: Mapping[str, int]) -> list[usage_pb2.UnitUsage]:
+    """Units as proto entries, sorted by name; zero quantities are left out."""
+    return [
+        usage_pb2.UnitUsage(unit=unit, quantity=quantity)
+        for unit, quantity in sorted(units.items()) if quantity > 0
+    ]
 
 
 def usage_to_proto(usage: Usage) -> usage_pb2.Usage:
@@ -110,6 +146,7 @@ def usage_to_proto(usage: Usage) -> usage_pb2.Usage:
         total_tokens=usage.total_tokens,
         cached_prompt_tokens=usage.cached_prompt_tokens,
         reasoning_tokens=usage.reasoning_tokens,
+        units=unit_usages(usage.units),
     )
 
 
@@ -131,7 +168,8 @@ def settle_request(
 def usage_from_proto(message: usage_pb2.Usage) -> Usage | None:
     """The usage, or None when nothing was reported."""
     total = message.total_tokens or message.prompt_tokens + message.completion_tokens
-    if total == 0:
+    units = {entry.unit: int(entry.quantity) for entry in message.units if entry.quantity > 0}
+    if total == 0 and not units:
         return None
     return Usage(
         prompt_tokens=message.prompt_tokens,
@@ -139,6 +177,7 @@ def usage_from_proto(message: usage_pb2.Usage) -> Usage | None:
         total_tokens=total,
         cached_prompt_tokens=message.cached_prompt_tokens,
         reasoning_tokens=message.reasoning_tokens,
+        units=MappingProxyType(units) if units else NO_UNITS,
     )
 
 
@@ -181,6 +220,29 @@ def stream_item(item: router_pb2.StreamChatCompletionResponse) -> StreamItem:
     """One item of a router stream."""
     end = stream_end(item.end) if item.HasField("end") else None
     return StreamItem(tuple(item.chunks), end)
+
+
+def operation(op: Operation) -> router_pb2.Operation.ValueType:
+    """The router's Operation for an endpoint other than chat completions."""
+    return _OPERATION[op]
+
+
+def relayed(response: router_pb2.RelayResponse) -> Completion:
+    """A non-streaming Relay answer."""
+    return Completion(
+        body=response.body,
+        usage=usage_from_proto(response.usage) if response.HasField("usage") else None,
+        usage_source=_source(response.usage_source),
+        channel=response.route.channel,
+        failure=failure(response.error) if response.HasField("error") else None,
+        content_type=response.content_type or "application/json",
+    )
+
+
+def relay_item(item: router_pb2.StreamRelayResponse) -> StreamItem:
+    """One item of a StreamRelay stream."""
+    end = stream_end(item.end) if item.HasField("end") else None
+    return StreamItem(tuple(item.pieces), end, item.content_type)
 
 
 def stream_end(end: router_pb2.StreamEnd) -> StreamEnd:

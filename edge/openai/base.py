@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict
 
+# No model writes more tokens than this; a larger cap would overflow the int64 hold.
+MAX_TOKEN_CAP = 2**31 - 1
+
 
 class OpenAIBaseModel(BaseModel):
     """Strictly typed known fields; unknown fields are accepted and kept (extra="allow").

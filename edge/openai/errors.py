@@ -34,3 +34,5 @@ class ErrorCode(enum.StrEnum):
     INVALID_IDEMPOTENCY_KEY = "invalid_idempotency_key"
     IDEMPOTENCY_KEY_IN_USE = "idempotency_key_in_use"
     IDEMPOTENCY_KEY_REUSED = "idempotency_key_reused"
+    REQUEST_TOO_LARGE = "request_too_large"
+    UNSUPPORTED_CONTENT_TYPE = "unsupported_content_type"

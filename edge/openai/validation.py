@@ -47,7 +47,8 @@ def validation_error(errors: Sequence[ErrorDetails], data: Any) -> ApiError:
     if error["type"] == "missing":
         message = f"Missing required parameter: '{param}'."
     else:
-        message = f"Invalid value for '{param}': {error['msg']}."
+        detail = error["msg"].removeprefix("Value error, ").rstrip(".")
+        message = f"Invalid value for '{param}': {detail}."
     return ApiError(400, ErrorType.INVALID_REQUEST, message, param=param or None)
 
 

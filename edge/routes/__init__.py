@@ -4,12 +4,30 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from edge.routes import chat_completions, health, models, unsupported
+from edge.routes import (
+    audio_speech,
+    audio_transcriptions,
+    audio_translations,
+    chat_completions,
+    completions,
+    embeddings,
+    health,
+    images_edits,
+    images_generations,
+    models,
+    openapi,
+    responses,
+    unsupported,
+)
+
+_TABLES = (
+    chat_completions, completions, embeddings, images_generations, images_edits,
+    audio_transcriptions, audio_translations, audio_speech, responses, models, health,
+    openapi, unsupported,
+)
 
 
 def setup_routes(app: web.Application) -> None:
     """Register every route table on `app`."""
-    app.router.add_routes(chat_completions.routes)
-    app.router.add_routes(models.routes)
-    app.router.add_routes(health.routes)
-    app.router.add_routes(unsupported.routes)
+    for module in _TABLES:
+        app.router.add_routes(module.routes)

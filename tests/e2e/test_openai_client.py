@@ -4,7 +4,6 @@ error case of the edge, and exact balance arithmetic."""
 from __future__ import annotations
 
 import asyncio
-import os
 from collections.abc import AsyncIterator
 
 import httpx
@@ -13,14 +12,10 @@ import pytest
 import pytest_asyncio
 
 from services.common.tokens import estimate_tokens
-from tests.e2e.fake_openai import FakeOpenAI, start_fake_openai
-from tests.e2e.stack import Stack, start_stack
+from tests.e2e.harness import CREDIT, UPSTREAM_KEY, Env, open_env
 
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="module")]
 
-UPSTREAM_KEY_ENV = "E2E_FAKE_UPSTREAM_KEY"
-UPSTREAM_KEY = "sk-upstream-e2e-secret"
-CREDIT = 1_000_000_000  # $1
 USER = [{"role": "user", "content": "Hello there"}]
 
 CONFIG = """
@@ -34,56 +29,14 @@ channels:
   - {{name: mock, type: mock, models: [demo, unpriced]}}
   - {{name: slowmock, type: mock, models: [slow], mock: {{first_token_delay_ms: 500}}}}
   - {{name: pacedmock, type: mock, models: [paced], mock: {{tokens_per_second: 20}}}}
-  - {{name: fake, type: openai, base_url: "{base}/v1", api_key_env: {env}, models: [counted]}}
+  - {{name: fake, type: openai, base_url: "{base}", api_key_env: {env}, models: [counted]}}
 """
-
-
-class Env:
-    """The stack, the fake upstream and a factory of funded clients."""
-
-    def __init__(self, stack: Stack, fake: FakeOpenAI) -> None:
-        self.stack, self.fake = stack, fake
-        self.clients: list[openai.AsyncOpenAI] = []
-
-    def sdk(self, secret: str) -> openai.AsyncOpenAI:
-        """An SDK client for `secret`, closed when the module's tests end."""
-        client = openai.AsyncOpenAI(base_url=self.stack.base_url, api_key=secret, max_retries=0)
-        self.clients.append(client)
-        return client
-
-    async def client(self, credit: int = CREDIT, **limits: int) -> tuple[openai.AsyncOpenAI, str]:
-        """A client with a fresh account and key; returns (client, account_id)."""
-        account = await self.stack.account(credit)
-        _, secret = await self.stack.key(account, **limits)
-        return self.sdk(secret), account
-
-    async def settled_balance(self, account: str, expected: int) -> tuple[int, int]:
-        """(balance, held) once settlement has landed (it runs after the response)."""
-        wallet = await self.stack.wallet(account)
-        for _ in range(100):
-            if wallet.balance_nanos == expected and wallet.held_nanos == 0:
-                break
-            await asyncio.sleep(0.02)
-            wallet = await self.stack.wallet(account)
-        return wallet.balance_nanos, wallet.held_nanos
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def env(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Env]:
-    os.environ[UPSTREAM_KEY_ENV] = UPSTREAM_KEY
-    fake, fake_server = await start_fake_openai()
-    tmp = tmp_path_factory.mktemp("stack")
-    config = tmp / "apirelay.yaml"
-    config.write_text(CONFIG.format(base=f"http://127.0.0.1:{fake_server.port}", env=UPSTREAM_KEY_ENV))
-    stack = await start_stack(tmp / "home", config, {"EDGE_AUTH_CACHE_TTL_S": "0.2"})
-    env = Env(stack, fake)
-    try:
+    async with open_env(tmp_path_factory.mktemp("stack"), CONFIG) as env:
         yield env
-    finally:
-        for client in env.clients:
-            await client.close()
-        await stack.close()
-        await fake_server.close()
 
 
 def _cost(usage: openai.types.CompletionUsage, prompt: int, completion: int) -> int:
@@ -129,7 +82,8 @@ async def test_stream_without_usage_still_bills_upstream_usage(env: Env) -> None
     # The fake upstream reports 11 prompt and 5 completion tokens.
     expected = CREDIT - (11 * 1000 + 5 * 2000)
     assert await env.settled_balance(account, expected) == (expected, 0)
-    assert env.fake.authorizations[-1] == f"Bearer {UPSTREAM_KEY}"
+    assert env.fake.to("/v1/chat/completions")[-1].headers["authorization"] == (
+        f"Bearer {UPSTREAM_KEY}")
 
 
 async def test_missing_key_is_401(env: Env) -> None:
@@ -209,11 +163,11 @@ async def test_concurrency_limit_is_429(env: Env) -> None:
 
 async def test_insufficient_balance_is_429_and_no_upstream_call(env: Env) -> None:
     client, account = await env.client(credit=10)
-    calls = len(env.fake.calls)
+    calls = len(env.fake.requests)
     with pytest.raises(openai.RateLimitError) as info:
         await client.chat.completions.create(model="counted", messages=USER)
     assert info.value.code == "insufficient_quota"
-    assert len(env.fake.calls) == calls
+    assert len(env.fake.requests) == calls
     assert await env.settled_balance(account, 10) == (10, 0)
 
 

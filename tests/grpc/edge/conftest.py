@@ -7,6 +7,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
 from typing import Any
 
+import openai
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
@@ -62,3 +63,13 @@ async def edge() -> AsyncIterator[Edge]:
     """A fresh edge and fresh fakes for one test."""
     async with open_edge() as running:
         yield running
+
+
+@pytest.fixture
+async def sdk(edge: Edge) -> AsyncIterator[openai.AsyncOpenAI]:
+    """An AsyncOpenAI client pointed at the edge, without retries."""
+    client = openai.AsyncOpenAI(base_url=edge.base_url, api_key=SECRET, max_retries=0)
+    try:
+        yield client
+    finally:
+        await client.close()

@@ -1,5 +1,7 @@
 """Fake AuthService, RateLimitService, BillingService and RouterService for edge tests.
 
+What they answer with is built by tests.grpc.edge.messages.
+
 They record every call (with its `x-request-id` metadata) and are told what to answer
 by the test; all four are served by one real grpc.aio server on 127.0.0.1:0.
 """
@@ -12,7 +14,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import grpc
-import orjson
 from google.protobuf.duration_pb2 import Duration
 
 from apirelay.auth.v1 import auth_pb2, auth_pb2_grpc
@@ -20,13 +21,27 @@ from apirelay.billing.v1 import billing_pb2, billing_pb2_grpc
 from apirelay.common.v1 import batch_pb2, usage_pb2
 from apirelay.ratelimit.v1 import ratelimit_pb2, ratelimit_pb2_grpc
 from apirelay.router.v1 import router_pb2, router_pb2_grpc
+from tests.grpc.edge.messages import (
+    MODEL,
+    OTHER_MODEL,
+    Abort,
+    Batch,
+    Hang,
+    Pause,
+    StreamStep,
+    charge,
+    chunk,
+    completion_body,
+    end,
+    relayed,
+    tariff,
+    usage,
+)
 
 SECRET = "sk-test-good"
 LIMITED_SECRET = "sk-test-limited"
 KEY_ID = "key_1"
 ACCOUNT_ID = "acct_1"
-MODEL = "gpt-test"
-OTHER_MODEL = "gpt-other"
 OK_RL = batch_pb2.ItemStatus(code=0)
 OK_BILLING = batch_pb2.ItemStatus(code=0)
 
@@ -126,13 +141,15 @@ class FakeRateLimit(ratelimit_pb2_grpc.RateLimitServiceServicer):
 
 
 class FakeBilling(billing_pb2_grpc.BillingServiceServicer):
-    """Reserves with `decision`; records reserves, settles, releases and batch sizes.
+    """Reserves with `decision` at `tariff`; records reserves, settles, releases and batches.
 
-    Reserve and settle are served only as batch RPCs; ReleaseCredit stays single.
+    Reserve and settle are served only as batch RPCs; ReleaseCredit stays single. A
+    settle charges by the shared formula, as billing does.
     """
 
     def __init__(self) -> None:
         self.decision = billing_pb2.RESERVE_DECISION_RESERVED
+        self.tariff: billing_pb2.Tariff | None = tariff()
         self.fail: grpc.StatusCode | None = None
         self.reserves: list[Any] = []
         self.settles: list[Any] = []
@@ -159,87 +176,21 @@ class FakeBilling(billing_pb2_grpc.BillingServiceServicer):
         self.batches.append(len(request.settlements))
         await asyncio.sleep(self.delay_s)
         self.settles.extend(request.settlements)
-        response = billing_pb2.SettleCreditResponse(charged_nanos=10, newly_settled=True)
         return billing_pb2.SettleCreditsResponse(results=[
-            billing_pb2.SettleCreditResult(status=OK_BILLING, response=response)
-            for _ in request.settlements
+            billing_pb2.SettleCreditResult(status=OK_BILLING, response=self._settle(item))
+            for item in request.settlements
         ])
 
+    def _settle(self, item: Any) -> billing_pb2.SettleCreditResponse:
+        charged = charge(item.usage, self.tariff) if self.tariff is not None else 10
+        return billing_pb2.SettleCreditResponse(charged_nanos=charged, newly_settled=True)
+
     def _reserve(self) -> billing_pb2.ReserveCreditResponse:
-        held = 1000 if self.decision == billing_pb2.RESERVE_DECISION_RESERVED else 0
-        return billing_pb2.ReserveCreditResponse(decision=self.decision, held_nanos=held)
-
-
-def chunk(text: str, finish: str | None = None) -> bytes:
-    """An OpenAI chat.completion.chunk carrying `text`."""
-    return orjson.dumps({
-        "id": "chatcmpl-1", "object": "chat.completion.chunk", "created": 1, "model": MODEL,
-        "choices": [{"index": 0, "delta": {"content": text}, "finish_reason": finish}],
-    })
-
-
-def completion_body(text: str) -> bytes:
-    """An OpenAI chat.completion carrying `text`."""
-    return orjson.dumps({
-        "id": "chatcmpl-1", "object": "chat.completion", "created": 1, "model": MODEL,
-        "choices": [{"index": 0, "finish_reason": "stop",
-                     "message": {"role": "assistant", "content": text}}],
-        "usage": {"prompt_tokens": 11, "completion_tokens": 7, "total_tokens": 18},
-    })
-
-
-def usage(prompt: int = 11, completion: int = 7) -> usage_pb2.Usage:
-    """A reported usage."""
-    return usage_pb2.Usage(prompt_tokens=prompt, completion_tokens=completion,
-                           total_tokens=prompt + completion)
-
-
-def error(status: int, kind: str, code: str = "", message: str = "upstream said no",
-          param: str = "") -> router_pb2.CompletionError:
-    """A router CompletionError."""
-    return router_pb2.CompletionError(http_status=status, type=kind, code=code,
-                                      message=message, param=param)
-
-
-def end(error_: router_pb2.CompletionError | None = None,
-        usage_: usage_pb2.Usage | None = None) -> router_pb2.StreamEnd:
-    """A StreamEnd (reported usage by default)."""
-    return router_pb2.StreamEnd(
-        usage=usage_ if usage_ is not None else usage(), error=error_,
-        usage_source=usage_pb2.USAGE_SOURCE_UPSTREAM, finish_reason="stop",
-        route=router_pb2.RouteInfo(channel="chan-a", upstream_model=MODEL, attempts=1),
-    )
-
-
-@dataclass
-class Hang:
-    """A stream step that waits forever (until the call is cancelled)."""
-
-
-@dataclass
-class Pause:
-    """A stream step that sleeps `seconds`."""
-
-    seconds: float
-
-
-@dataclass
-class Abort:
-    """A stream step that fails the call with `code`."""
-
-    code: grpc.StatusCode
-
-
-@dataclass
-class Batch:
-    """A stream step that sends one item carrying several chunks (and maybe the end)."""
-
-    chunks: list[bytes]
-    end: router_pb2.StreamEnd | None = None
-
-
-# A bytes step is an item with one chunk; a StreamEnd step is an item with only the end.
-StreamStep = bytes | router_pb2.StreamEnd | Batch | Hang | Pause | Abort
+        if self.decision != billing_pb2.RESERVE_DECISION_RESERVED:
+            return billing_pb2.ReserveCreditResponse(decision=self.decision)
+        return billing_pb2.ReserveCreditResponse(
+            decision=self.decision, held_nanos=1000, tariff=self.tariff
+        )
 
 
 @dataclass
@@ -258,6 +209,10 @@ class FakeRouter(router_pb2_grpc.RouterServiceServicer):
         )
     )
     script: list[StreamStep] = field(default_factory=lambda: [chunk("Hel"), chunk("lo"), end()])
+    relay_response: router_pb2.RelayResponse = field(
+        default_factory=lambda: relayed(b'{"object":"list","data":[]}')
+    )
+    relay_content_type: str = ""  # of a StreamRelay's first item
     fail: grpc.StatusCode | None = None
     requests: list[Any] = field(default_factory=list)
     metadata: list[str] = field(default_factory=list)
@@ -269,6 +224,15 @@ class FakeRouter(router_pb2_grpc.RouterServiceServicer):
         return router_pb2.ListModelsResponse(models=self.models)
 
     async def CreateChatCompletion(self, request: Any, context: Any) -> Any:
+        await self._unary(request, context)
+        return self.response
+
+    async def Relay(self, request: Any, context: Any) -> Any:
+        await self._unary(request, context)
+        return self.relay_response
+
+    async def _unary(self, request: Any, context: Any) -> None:
+        """Record the call; fail it with `fail`, or hang when the script holds a Hang."""
         self.requests.append(request)
         self.metadata.append(_rid(context))
         if self.fail is not None:
@@ -279,11 +243,26 @@ class FakeRouter(router_pb2_grpc.RouterServiceServicer):
         except asyncio.CancelledError:
             self.cancelled.set()
             raise
-        return self.response
 
     async def StreamChatCompletion(self, request: Any, context: Any) -> AsyncIterator[Any]:
         self.requests.append(request)
         self.metadata.append(_rid(context))
+        async for chunks, end_ in self._play(context):
+            yield router_pb2.StreamChatCompletionResponse(chunks=chunks, end=end_)
+
+    async def StreamRelay(self, request: Any, context: Any) -> AsyncIterator[Any]:
+        self.requests.append(request)
+        self.metadata.append(_rid(context))
+        content_type = self.relay_content_type
+        async for pieces, end_ in self._play(context):
+            yield router_pb2.StreamRelayResponse(
+                pieces=pieces, end=end_, content_type=content_type
+            )
+            content_type = ""
+
+    async def _play(
+        self, context: Any
+    ) -> AsyncIterator[tuple[list[bytes], router_pb2.StreamEnd | None]]:
         try:
             for step in self.script:
                 if isinstance(step, Hang):
@@ -293,11 +272,11 @@ class FakeRouter(router_pb2_grpc.RouterServiceServicer):
                 elif isinstance(step, Abort):
                     await context.abort(step.code, "router broke at 10.0.0.7")
                 elif isinstance(step, bytes):
-                    yield router_pb2.StreamChatCompletionResponse(chunks=[step])
+                    yield [step], None
                 elif isinstance(step, Batch):
-                    yield router_pb2.StreamChatCompletionResponse(chunks=step.chunks, end=step.end)
+                    yield step.chunks, step.end
                 else:
-                    yield router_pb2.StreamChatCompletionResponse(end=step)
+                    yield [], step
         except asyncio.CancelledError:
             self.cancelled.set()
             raise
@@ -329,3 +308,4 @@ async def start_fakes() -> FakeServices:
     port = server.add_insecure_port("127.0.0.1:0")
     await server.start()
     return FakeServices(auth, ratelimit, billing, router, server, f"127.0.0.1:{port}")
+

@@ -8,7 +8,7 @@ from collections import Counter
 import orjson
 
 from tests.grpc.edge.conftest import Edge, auth
-from tests.grpc.edge.fakes import MODEL
+from tests.grpc.edge.messages import MODEL
 
 PATH = "/v1/chat/completions"
 BODY = orjson.dumps({"model": MODEL, "messages": [{"role": "user", "content": "Say hi"}]})

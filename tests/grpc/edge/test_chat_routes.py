@@ -15,7 +15,8 @@ from apirelay.ratelimit.v1 import ratelimit_pb2
 from apirelay.router.v1 import router_pb2
 from services.common.tokens import estimate_tokens
 from tests.grpc.edge.conftest import Edge, auth
-from tests.grpc.edge.fakes import LIMITED_SECRET, MODEL, SECRET, Hang, error, principal
+from tests.grpc.edge.fakes import LIMITED_SECRET, SECRET, principal
+from tests.grpc.edge.messages import MODEL, Hang, error
 
 PATH = "/v1/chat/completions"
 PROMPT = "Say hi"
@@ -117,7 +118,17 @@ async def test_invalid_json_is_400_before_any_service_call(edge: Edge) -> None:
         ({"model": MODEL, "messages": [{"role": "robot", "content": "x"}]}, "messages.0.role"),
         ({"model": MODEL, "messages": [{"role": "user", "content": 5}]}, "messages.0.content"),
         (chat(max_tokens="5"), "max_tokens"),
+        (chat(max_completion_tokens=2**63), "max_completion_tokens"),
         (chat(temperature=3), "temperature"),
+        (chat(temperature=-0.1), "temperature"),
+        (chat(n=0), "n"),
+        (chat(n=1.5), "n"),
+        (chat(stream="true"), "stream"),
+        (chat(stop=["a", "b", "c", "d", "e"]), "stop"),
+        (chat(logit_bias={"50256": 101}), "logit_bias.50256"),
+        (chat(tools=[{"type": "function", "function": {}}]), "tools.0.function.name"),
+        ({"model": MODEL, "messages": [{"role": "tool", "content": "x"}]},
+         "messages.0.tool_call_id"),
         ({"messages": [{"role": "user", "content": "x"}]}, "model"),
     ],
 )
@@ -187,6 +198,7 @@ async def test_insufficient_balance_is_429_quota_and_releases_the_lease(edge: Ed
     status, headers, body = await post(edge, chat(), rid="q-1")
     assert_error((status, headers, body), 429, "insufficient_quota", "insufficient_quota")
     assert headers["x-should-retry"] == "false"
+    assert headers["retry-after"] == "1"  # every 429 says when to retry
     await edge.settled()
     lease, = edge.fakes.ratelimit.releases
     assert (lease.lease_id, lease.actual_tokens) == ("q-1", 0)

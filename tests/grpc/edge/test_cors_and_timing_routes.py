@@ -8,7 +8,7 @@ import pytest
 from aiohttp import ClientResponse
 
 from tests.grpc.edge.conftest import Edge, auth, open_edge
-from tests.grpc.edge.fakes import MODEL, Pause, chunk, end
+from tests.grpc.edge.messages import MODEL, Pause, chunk, end
 
 ALLOWED = "https://app.example.com"
 CHAT = "/v1/chat/completions"

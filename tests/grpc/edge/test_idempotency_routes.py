@@ -10,7 +10,8 @@ import openai
 import orjson
 
 from tests.grpc.edge.conftest import Edge, auth, open_edge
-from tests.grpc.edge.fakes import LIMITED_SECRET, MODEL, SECRET, Hang
+from tests.grpc.edge.fakes import LIMITED_SECRET, SECRET
+from tests.grpc.edge.messages import MODEL, Hang
 
 PATH = "/v1/chat/completions"
 

@@ -12,7 +12,8 @@ from edge.app import create_app
 from edge.config import Settings
 from edge.keys import LIFECYCLE
 from tests.grpc.edge.conftest import Edge, auth
-from tests.grpc.edge.fakes import LIMITED_SECRET, MODEL, OTHER_MODEL
+from tests.grpc.edge.fakes import LIMITED_SECRET
+from tests.grpc.edge.messages import MODEL, OTHER_MODEL
 
 
 async def test_models_lists_what_the_key_may_use(edge: Edge) -> None:
@@ -86,12 +87,13 @@ async def test_requests_and_streams_are_counted(edge: Edge) -> None:
     missing = {"route": "unmatched", "status": "404"}
     before = sample("apirelay_edge_requests_total", **ok), sample(
         "apirelay_edge_requests_total", **missing)
-    ttfb_before = sample("apirelay_edge_stream_first_byte_seconds_count")
+    chat = {"endpoint": "chat.completions"}
+    ttfb_before = sample("apirelay_edge_stream_first_byte_seconds_count", **chat)
     await (await edge.client.get("/v1/models", headers=auth())).read()
     await (await edge.client.get("/nowhere")).read()
     body = {"model": MODEL, "stream": True, "messages": [{"role": "user", "content": "x"}]}
     await (await edge.client.post("/v1/chat/completions", json=body, headers=auth())).read()
     assert sample("apirelay_edge_requests_total", **ok) == before[0] + 1
     assert sample("apirelay_edge_requests_total", **missing) == before[1] + 1
-    assert sample("apirelay_edge_stream_first_byte_seconds_count") == ttfb_before + 1
-    assert sample("apirelay_edge_active_streams") == 0
+    assert sample("apirelay_edge_stream_first_byte_seconds_count", **chat) == ttfb_before + 1
+    assert sample("apirelay_edge_active_streams", **chat) == 0

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any, cast
 
 import openai
@@ -12,19 +11,9 @@ from openai.types.chat import ChatCompletionMessageParam
 from apirelay.common.v1 import usage_pb2
 from apirelay.ratelimit.v1 import ratelimit_pb2
 from tests.grpc.edge.conftest import Edge
-from tests.grpc.edge.fakes import MODEL, SECRET, Pause, chunk, end, error
+from tests.grpc.edge.messages import MODEL, Pause, chunk, end, error
 
 MESSAGES: list[ChatCompletionMessageParam] = [{"role": "user", "content": "Say hi"}]
-
-
-@pytest.fixture
-async def sdk(edge: Edge) -> AsyncIterator[openai.AsyncOpenAI]:
-    """An AsyncOpenAI client pointed at the edge, without retries."""
-    client = openai.AsyncOpenAI(base_url=edge.base_url, api_key=SECRET, max_retries=0)
-    try:
-        yield client
-    finally:
-        await client.close()
 
 
 async def test_sdk_non_stream_completion(sdk: openai.AsyncOpenAI) -> None:

@@ -10,7 +10,7 @@ import orjson
 from apirelay.common.v1 import usage_pb2
 from services.common.tokens import estimate_tokens
 from tests.grpc.edge.conftest import Edge, auth
-from tests.grpc.edge.fakes import MODEL, Abort, Batch, Hang, Pause, chunk, end, error
+from tests.grpc.edge.messages import MODEL, Abort, Batch, Hang, Pause, chunk, end, error
 
 PATH = "/v1/chat/completions"
 BODY = {"model": MODEL, "stream": True, "messages": [{"role": "user", "content": "Say hi"}]}

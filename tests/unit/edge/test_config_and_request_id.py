@@ -18,6 +18,19 @@ def test_defaults() -> None:
     assert (settings.auth_cache_ttl_s, settings.models_ttl_s, settings.keepalive_s) == (5, 10, 15)
     assert settings.max_body_bytes == 16 * 1024 * 1024
     assert settings.request_timeout_s == 600 and settings.metrics_addr == ""
+    assert settings.max_upload_bytes == 26 * 1024 * 1024 and settings.report_cost is True
+
+
+@pytest.mark.parametrize(("raw", "expected"), [("false", False), ("0", False), ("OFF", False),
+                                               ("true", True), ("1", True), ("", True)])
+def test_report_cost_switch(raw: str, expected: bool) -> None:
+    assert Settings.from_env({"EDGE_REPORT_COST": raw}).report_cost is expected
+
+
+def test_upload_limit_and_a_bad_switch() -> None:
+    assert Settings.from_env({"EDGE_MAX_UPLOAD_BYTES": "2048"}).max_upload_bytes == 2048
+    with pytest.raises(ValueError, match="EDGE_REPORT_COST"):
+        Settings.from_env({"EDGE_REPORT_COST": "maybe"})
 
 
 def test_overrides_and_port_precedence() -> None:

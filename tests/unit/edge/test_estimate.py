@@ -6,14 +6,24 @@ from typing import Any
 
 import orjson
 
+from edge.delivered import delta_texts, message_texts
 from edge.domain import ModelInfo
 from edge.estimate import (
     FALLBACK_MAX_OUTPUT_TOKENS,
-    delta_texts,
+    TOKENS_PER_MESSAGE,
+    TOKENS_PER_REPLY,
+    estimate_audio,
     estimate_chat,
-    message_texts,
+    estimate_completion,
+    estimate_embedding,
+    estimate_images,
+    estimate_response,
+    estimate_speech,
 )
 from edge.openai.chat import ChatCompletionRequest
+from edge.openai.completions import CompletionRequest
+from edge.openai.embeddings import EmbeddingRequest
+from edge.openai.responses import ResponsesRequest
 from services.common.tokens import estimate_tokens
 
 MODEL = ModelInfo(id="m", owned_by="o", created=0, max_output_tokens=300)
@@ -76,3 +86,53 @@ def test_message_texts_of_a_completion_body() -> None:
         {"function": {"name": "f", "arguments": "{}"}}]}}]})
     assert message_texts(body) == ["Hello", "{}"]
     assert message_texts(b"[]") == []
+
+
+# --- the other endpoints ----------------------------------------------------------------
+
+
+def test_legacy_completion_caps_16_per_choice_per_prompt() -> None:
+    one = CompletionRequest.model_validate({"model": "m", "prompt": "hello there"})
+    assert estimate_completion(one).prompt_tokens == estimate_tokens("hello there")
+    assert estimate_completion(one).max_completion_tokens == 16
+    many = CompletionRequest.model_validate(
+        {"model": "m", "prompt": ["a b", "c"], "max_tokens": 5, "n": 2, "best_of": 4})
+    assert estimate_completion(many).max_completion_tokens == 5 * 4 * 2
+    tokens = CompletionRequest.model_validate({"model": "m", "prompt": [[1, 2], [3, 4, 5]]})
+    assert estimate_completion(tokens).prompt_tokens == 5
+    single = CompletionRequest.model_validate({"model": "m", "prompt": [1, 2, 3]})
+    assert (estimate_completion(single).prompt_tokens,
+            estimate_completion(single).max_completion_tokens) == (3, 16)
+
+
+def test_embeddings_count_input_only() -> None:
+    texts = EmbeddingRequest.model_validate({"model": "m", "input": ["hello", "world wide"]})
+    estimate = estimate_embedding(texts)
+    assert estimate.prompt_tokens == estimate_tokens("hello") + estimate_tokens("world wide")
+    assert estimate.max_completion_tokens == 0 and dict(estimate.units) == {}
+
+
+def test_responses_count_instructions_and_item_texts() -> None:
+    request = ResponsesRequest.model_validate({
+        "model": "m", "instructions": "be brief",
+        "input": [{"role": "user", "content": [{"type": "input_text", "text": "hi there"},
+                                                {"type": "input_image", "image_url": "x"}]},
+                  {"type": "function_call_output", "call_id": "c", "output": "42"}],
+    })
+    estimate = estimate_response(request, MODEL)
+    assert estimate.prompt_tokens == (
+        TOKENS_PER_REPLY + estimate_tokens("be brief") + 2 * TOKENS_PER_MESSAGE
+        + estimate_tokens("hi there") + estimate_tokens("42"))
+    assert estimate.max_completion_tokens == 300  # the model's cap
+    capped = ResponsesRequest.model_validate({"model": "m", "input": "x",
+                                              "max_output_tokens": 20})
+    assert estimate_response(capped, MODEL).max_completion_tokens == 20
+
+
+def test_unit_estimates_have_no_tokens() -> None:
+    images = estimate_images(3, "512x512", None)
+    assert (images.total_tokens, dict(images.units)) == (0, {"image/512x512/standard": 3})
+    assert dict(estimate_images(None, None, "hd").units) == {"image/1024x1024/hd": 1}
+    assert dict(estimate_audio(b"\0" * 40_000).units) == {"audio_second": 3}  # size fallback
+    speech = estimate_speech("héllo")
+    assert (speech.total_tokens, dict(speech.units)) == (0, {"character": 5})

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import grpc
 
+from edge.delivered import completion_event_texts
 from edge.domain import Usage, UsageSource
 from edge.errors import UpstreamError
-from edge.settlement import Outcome, Settler
+from edge.settlement import Metering, Outcome, Settler, UnitsBilled
 from services.common.tokens import estimate_tokens
 
 
@@ -117,3 +118,32 @@ async def test_undo_releases_only_what_it_is_told() -> None:
     await settler.drain()
     assert billing.releases == ["r2"]
     assert leases.releases == [("r3", "r3", "k1", 0)]
+
+
+# --- billing without a reported usage, per endpoint kind ---------------------------------
+
+
+def test_unit_requests_bill_their_units_once_consumed() -> None:
+    speech = Metering(units={"character": 12})
+    nothing_sent = Outcome("r", "k", "r", 0, speech, client_gone=True)
+    assert nothing_sent.final_usage() is None  # no audio reached the client
+    audio_sent = Outcome("r", "k", "r", 0, speech)
+    audio_sent.record_chunk(b"ID3")
+    assert audio_sent.final_usage() == (Usage(0, 0, 0, units={"character": 12}),
+                                        UsageSource.ESTIMATED)
+
+    audio_in = Metering(units={"audio_second": 3}, units_billed=UnitsBilled.ON_CALL)
+    assert Outcome("r", "k", "r", 0, audio_in).final_usage() is None  # never called
+    lost = Outcome("r", "k", "r", 0, audio_in, called=True)
+    assert lost.final_usage() == (Usage(0, 0, 0, units={"audio_second": 3}),
+                                  UsageSource.ESTIMATED)
+    refused = Outcome("r", "k", "r", 0, audio_in, called=True)
+    refused.record_usage(None, UsageSource.UPSTREAM, "c", failed=True)
+    assert refused.final_usage() is None
+
+
+def test_delivered_text_is_read_with_the_endpoints_reader() -> None:
+    legacy = Outcome("r", "k", "r", 10, Metering(texts=completion_event_texts))
+    legacy.record_chunk(b'data: {"choices":[{"text":"Hello world"}]}\n\n')
+    n = estimate_tokens("Hello world")
+    assert legacy.final_usage() == (Usage(10, n, 10 + n), UsageSource.ESTIMATED)

@@ -1,0 +1,28 @@
+"""`POST /v1/audio/translations` (multipart), billed by the audio's seconds.
+
+The answer's content type is passed through (JSON, or text/plain for text, srt, vtt).
+"""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from edge.endpoints import AUDIO_TRANSLATIONS
+from edge.estimate import estimate_audio
+from edge.flow import Job, form_body, run
+from edge.openai.audio import TranslationForm
+from edge.openai.forms import form_digest, read_form, validate_form
+
+routes = web.RouteTableDef()
+
+
+@routes.post("/v1/audio/translations")
+async def create_translation(request: web.Request) -> web.StreamResponse:
+    """Translate the uploaded audio into English for the authenticated key."""
+    body, content_type = await form_body(request)
+    form = read_form(body, content_type)
+    translation = validate_form(TranslationForm, form)
+    estimate = estimate_audio(translation.file.data)
+    job = Job(AUDIO_TRANSLATIONS, translation.model, body, content_type, False,
+              lambda _model: estimate, digest=form_digest(form))
+    return await run(request, job)
