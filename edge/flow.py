@@ -33,6 +33,7 @@ from edge.keys import (
     REQUEST_ID,
     SETTINGS,
     SETTLER,
+    SHOWN_REQUEST_ID,
     STARTED_AT,
 )
 from edge.relay import StreamRelay, StreamSetup
@@ -78,7 +79,7 @@ async def run(request: web.Request, job: Job) -> web.StreamResponse:
     digest = job.body if job.digest is None else job.digest
     claimed = await claim(request.app[IDEMPOTENCY], principal.key_id, raw_key, request, digest)
     if isinstance(claimed, StoredResponse):
-        return replay(claimed, request[REQUEST_ID])
+        return replay(claimed, request[SHOWN_REQUEST_ID])
     return await claimed.run(_serve(request, principal, job))
 
 
@@ -93,7 +94,8 @@ async def _serve(request: web.Request, principal: Principal, job: Job) -> web.St
     outcome = Outcome(request_id, principal.key_id, admission.lease.lease_id,
                       estimate.prompt_tokens, metering)
     cost = CostReporter(admission.reservation, app[SETTINGS].report_cost)
-    headers = {REQUEST_ID_HEADER: request_id, **ratelimit_headers(admission.lease.states)}
+    headers = {REQUEST_ID_HEADER: request[SHOWN_REQUEST_ID],
+               **ratelimit_headers(admission.lease.states)}
     try:
         outcome.called = True
         if job.stream:

@@ -30,6 +30,9 @@ CATALOG = web.AppKey("catalog", ModelCatalog)
 SETTLER = web.AppKey("settler", Settler)
 IDEMPOTENCY: web.AppKey[IdempotencyStore] = web.AppKey("idempotency")
 
+# The request's id inside the system (holds, leases, logs): unique per request.
 REQUEST_ID = web.RequestKey("request_id", str)
+# The id the response shows in x-request-id: the client's own when it sent one.
+SHOWN_REQUEST_ID = web.RequestKey("shown_request_id", str)
 PRINCIPAL = web.RequestKey("principal", Principal)
 STARTED_AT = web.RequestKey("started_at", float)

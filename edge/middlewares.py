@@ -7,13 +7,21 @@ from __future__ import annotations
 
 import logging
 import re
+import secrets
 import time
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from edge.errors import ApiError, internal_error
-from edge.keys import AUTHENTICATOR, PRINCIPAL, REQUEST_ID, SETTINGS, STARTED_AT
+from edge.keys import (
+    AUTHENTICATOR,
+    PRINCIPAL,
+    REQUEST_ID,
+    SETTINGS,
+    SHOWN_REQUEST_ID,
+    STARTED_AT,
+)
 from edge.metrics import LATENCY, REQUESTS
 from edge.openai.errors import ErrorType
 from services.common.context import (
@@ -31,27 +39,35 @@ _CLIENT_CLOSED = "499"
 PROCESSING_MS_HEADER = "openai-processing-ms"
 
 
-def request_id_from(header: str | None) -> str:
-    """The client's request id with unsafe characters dropped, or a new one."""
+def request_ids_from(header: str | None) -> tuple[str, str]:
+    """The request's internal id and the id its response shows.
+
+    A client's id (unsafe characters dropped) is shown back as it is, but it cannot be
+    the internal id: holds and leases are keyed by that, and a client may send the same
+    id twice. The internal id is then the client's id plus a random suffix, so logs can
+    still be searched by the client's id.
+    """
     if header:
         cleaned = _UNSAFE_ID_CHARS.sub("", header)[:MAX_REQUEST_ID_LENGTH]
         if cleaned:
-            return cleaned
-    return new_request_id()
+            return f"{cleaned}.{secrets.token_hex(6)}", cleaned
+    request_id = new_request_id()
+    return request_id, request_id
 
 
 @web.middleware
 async def request_context(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Set the request id everywhere, turn every error into the envelope, count it."""
-    request_id = request_id_from(request.headers.get(REQUEST_ID_HEADER))
+    request_id, shown_id = request_ids_from(request.headers.get(REQUEST_ID_HEADER))
     request[REQUEST_ID] = request_id
+    request[SHOWN_REQUEST_ID] = shown_id
     token = set_request_id(request_id)
     started = request[STARTED_AT] = time.perf_counter()
     status = _CLIENT_CLOSED
     try:
         response = await _answer(request, handler)
         if not response.prepared:
-            response.headers[REQUEST_ID_HEADER] = request_id
+            response.headers[REQUEST_ID_HEADER] = shown_id
         status = str(response.status)
         return response
     finally:

@@ -210,10 +210,6 @@ async def test_idempotency_key_replay_conflict_and_mismatch(env: Env) -> None:
     assert await env.charged(account) == TOKEN_COST
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "billing keys holds by the request id, which a client may send (x-request-id): the "
-    "second request with the same id gets 400 'hold already settled' (or 409). Remove "
-    "this mark once holds are keyed by a gateway-made id."))
 async def test_a_reused_client_request_id_is_not_an_error(env: Env) -> None:
     client, account = await env.client()
     same = {"x-request-id": f"client-trace-{uuid.uuid4().hex[:8]}"}

@@ -29,6 +29,7 @@ from services.router.relay_request import Operation, RelayRequest
 JSON = "application/json"
 TEXT = "text/plain; charset=utf-8"
 DEFAULT_DIMENSIONS = 1536
+MAX_DIMENSIONS = 3072  # text-embedding-3-large's width, the most OpenAI offers
 IMAGE_URL = "https://mock.apirelay.invalid/images/{}.png"
 MAX_IMAGES = 10
 AUDIO_TYPES = {"mp3": "audio/mpeg", "opus": "audio/ogg", "aac": "audio/aac",
@@ -59,6 +60,9 @@ def embeddings(attempt: RelayAttempt) -> bytes:
     request = attempt.request
     inputs = _embedding_inputs(request.payload.get("input"))
     dimensions = _positive_int(request.payload.get("dimensions")) or DEFAULT_DIMENSIONS
+    if dimensions > MAX_DIMENSIONS:
+        raise UpstreamRejected(400, f"This model supports at most {MAX_DIMENSIONS} dimensions.",
+                               param="dimensions")
     as_base64 = request.payload.get("encoding_format") == "base64"
     data = []
     for index, item in enumerate(inputs):

@@ -60,6 +60,7 @@ async def test_token_array_inputs_count_their_tokens(edge: Edge) -> None:
         ("/v1/embeddings", {"model": MODEL, "input": "x", "encoding_format": "hex"},
          "encoding_format"),
         ("/v1/embeddings", {"model": MODEL, "input": "x", "dimensions": 0}, "dimensions"),
+        ("/v1/embeddings", {"model": MODEL, "input": "x", "dimensions": 8193}, "dimensions"),
         ("/v1/images/generations", {"model": MODEL, "prompt": "cat", "n": 11}, "n"),
         ("/v1/images/generations", {"model": MODEL, "prompt": "cat", "size": "huge"}, "size"),
         ("/v1/images/generations", {"model": MODEL, "prompt": "cat", "response_format": "png"},

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from edge.config import Settings
-from edge.middlewares import MAX_REQUEST_ID_LENGTH, request_id_from
+from edge.middlewares import MAX_REQUEST_ID_LENGTH, request_ids_from
 
 
 def test_defaults() -> None:
@@ -57,11 +57,20 @@ def test_bad_numbers_name_the_variable(env: dict[str, str], name: str) -> None:
 
 
 def test_request_id_is_kept_cleaned_capped_or_made() -> None:
-    assert request_id_from("abc-123_x.y:z") == "abc-123_x.y:z"
-    assert request_id_from("a b\r\nc<d>") == "abcd"
-    assert len(request_id_from("x" * 500)) == MAX_REQUEST_ID_LENGTH
-    assert request_id_from("<>").startswith("req_")
-    assert request_id_from(None).startswith("req_")
+    assert request_ids_from("abc-123_x.y:z")[1] == "abc-123_x.y:z"
+    assert request_ids_from("a b\r\nc<d>")[1] == "abcd"
+    assert len(request_ids_from("x" * 500)[1]) == MAX_REQUEST_ID_LENGTH
+    made, shown = request_ids_from("<>")
+    assert made == shown and made.startswith("req_")
+    assert request_ids_from(None)[0].startswith("req_")
+
+
+def test_a_client_request_id_is_shown_but_the_internal_id_is_unique() -> None:
+    first, shown = request_ids_from("client-7")
+    second, _ = request_ids_from("client-7")
+    assert shown == "client-7"
+    assert first != second
+    assert first.startswith("client-7.") and second.startswith("client-7.")
 
 
 def test_batch_limits() -> None:

@@ -156,6 +156,12 @@ async def test_embeddings_default_to_1536_dimensions_and_token_array_is_one_inpu
         await _relay(relay_request(Operation.EMBEDDINGS, {"input": []}))
 
 
+async def test_embeddings_wider_than_openai_offers_are_refused_like_openai() -> None:
+    with pytest.raises(UpstreamRejected) as refused:
+        await _relay(relay_request(Operation.EMBEDDINGS, {"input": "x", "dimensions": 3073}))
+    assert refused.value.param == "dimensions"
+
+
 async def test_images_honour_n_and_response_format() -> None:
     urls = ImagesResponse.model_validate_json((await _relay(relay_request(
         Operation.IMAGE_GENERATIONS, {"prompt": "a cat", "n": 3}))).body)
