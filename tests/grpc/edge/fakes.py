@@ -309,3 +309,8 @@ async def start_fakes() -> FakeServices:
     await server.start()
     return FakeServices(auth, ratelimit, billing, router, server, f"127.0.0.1:{port}")
 
+
+
+def from_client(request_id: str) -> str:
+    """The client's x-request-id an internal request id was made from (it adds ".<hex>")."""
+    return request_id.rsplit(".", 1)[0]

@@ -8,6 +8,7 @@ from collections import Counter
 import orjson
 
 from tests.grpc.edge.conftest import Edge, auth
+from tests.grpc.edge.fakes import from_client
 from tests.grpc.edge.messages import MODEL
 
 PATH = "/v1/chat/completions"
@@ -33,10 +34,11 @@ async def test_concurrent_requests_share_batch_calls_and_each_settles_once(edge:
     assert sum(ratelimit.batches) == 40 and len(ratelimit.batches) < 40
     assert sum(billing.batches) == 40 and len(billing.batches) < 40
     assert max(billing.batches) > 1
-    assert sorted(item.request_id for _, item in ratelimit.acquires) == sorted(rids)
-    assert sorted(r.request_id for r in billing.reserves) == sorted(rids)
-    assert Counter(s.request_id for s in billing.settles) == Counter(rids)  # once each
-    assert Counter(r.lease_id for r in ratelimit.releases) == Counter(rids)
+    acquired = sorted(item.request_id for _, item in ratelimit.acquires)
+    assert sorted(from_client(rid) for rid in acquired) == sorted(rids)
+    assert sorted(r.request_id for r in billing.reserves) == acquired
+    assert Counter(s.request_id for s in billing.settles) == Counter(acquired)  # once each
+    assert Counter(r.lease_id for r in ratelimit.releases) == Counter(acquired)
     assert billing.releases == []
 
 
@@ -51,6 +53,8 @@ async def test_a_client_gone_during_admission_releases_the_lease_after_it_is_acq
     task.cancel()  # closes the client connection while the acquire is in flight
     await asyncio.sleep(0.15)
     await edge.settled()
-    assert ratelimit.events == [("acquired", "gone-early"), ("released", "gone-early")]
-    assert [r.request_id for r in edge.fakes.billing.releases] == ["gone-early"]
+    (_, rid), _ = ratelimit.events
+    assert from_client(rid) == "gone-early"
+    assert ratelimit.events == [("acquired", rid), ("released", rid)]
+    assert [r.request_id for r in edge.fakes.billing.releases] == [rid]
     assert edge.fakes.router.requests == []

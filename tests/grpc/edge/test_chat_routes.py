@@ -15,7 +15,7 @@ from apirelay.ratelimit.v1 import ratelimit_pb2
 from apirelay.router.v1 import router_pb2
 from services.common.tokens import estimate_tokens
 from tests.grpc.edge.conftest import Edge, auth
-from tests.grpc.edge.fakes import LIMITED_SECRET, SECRET, principal
+from tests.grpc.edge.fakes import LIMITED_SECRET, SECRET, from_client, principal
 from tests.grpc.edge.messages import MODEL, Hang, error
 
 PATH = "/v1/chat/completions"
@@ -61,9 +61,9 @@ async def test_success_relays_body_and_settles_reported_usage(edge: Edge) -> Non
     router = edge.fakes.router
     assert router.requests[0].body == raw  # the original bytes, unknown field included
     assert router.requests[0].caller.key_id == "key_1"
-    assert router.metadata == ["client-rid-1"]
+    assert [from_client(rid) for rid in router.metadata] == ["client-rid-1"]
     (rid, acquire), = edge.fakes.ratelimit.acquires
-    assert rid == "client-rid-1"
+    assert from_client(rid) == "client-rid-1" and rid != "client-rid-1"  # unique inside
     assert acquire.estimated_tokens == PROMPT_ESTIMATE + 20
     assert acquire.limits.rpm == 60
     reserve, = edge.fakes.billing.reserves
@@ -75,7 +75,7 @@ async def test_success_relays_body_and_settles_reported_usage(edge: Edge) -> Non
     assert settle.channel == "chan-a"
     assert edge.fakes.billing.releases == []
     lease, = edge.fakes.ratelimit.releases
-    assert (lease.lease_id, lease.subject, lease.actual_tokens) == ("client-rid-1", "key_1", 18)
+    assert (lease.lease_id, lease.subject, lease.actual_tokens) == (rid, "key_1", 18)
 
 
 async def test_key_without_limits_skips_the_limiter(edge: Edge) -> None:
@@ -189,7 +189,7 @@ async def test_rate_limit_denial_is_429_with_headers_and_releases_the_hold(edge:
     assert headers["x-ratelimit-limit-requests"] == "60"
     assert headers["x-ratelimit-remaining-requests"] == "0"
     await edge.settled()
-    assert [r.request_id for r in edge.fakes.billing.releases] == ["rl-1"]
+    assert [from_client(r.request_id) for r in edge.fakes.billing.releases] == ["rl-1"]
     assert edge.fakes.ratelimit.releases == [] and edge.fakes.router.requests == []
 
 
@@ -201,7 +201,7 @@ async def test_insufficient_balance_is_429_quota_and_releases_the_lease(edge: Ed
     assert headers["retry-after"] == "1"  # every 429 says when to retry
     await edge.settled()
     lease, = edge.fakes.ratelimit.releases
-    assert (lease.lease_id, lease.actual_tokens) == ("q-1", 0)
+    assert (from_client(lease.lease_id), lease.actual_tokens) == ("q-1", 0)
     assert edge.fakes.billing.releases == [] and edge.fakes.router.requests == []
 
 

@@ -10,6 +10,7 @@ import orjson
 from apirelay.common.v1 import usage_pb2
 from services.common.tokens import estimate_tokens
 from tests.grpc.edge.conftest import Edge, auth
+from tests.grpc.edge.fakes import from_client
 from tests.grpc.edge.messages import MODEL, Abort, Batch, Hang, Pause, chunk, end, error
 
 PATH = "/v1/chat/completions"
@@ -35,7 +36,7 @@ async def test_stream_relays_chunks_then_done_and_settles_usage(edge: Edge) -> N
     assert edge.fakes.router.requests[0].body == raw
     await edge.settled()
     settle, = edge.fakes.billing.settles
-    assert settle.request_id == "s-1"
+    assert from_client(settle.request_id) == "s-1"
     assert settle.usage.total_tokens == 18
     assert settle.usage_source == usage_pb2.USAGE_SOURCE_UPSTREAM
     assert edge.fakes.billing.releases == []
@@ -121,13 +122,13 @@ async def test_disconnect_mid_stream_cancels_the_router_and_settles_estimated(
     await asyncio.wait_for(edge.fakes.router.cancelled.wait(), 2)
     await edge.settled()
     settle, = edge.fakes.billing.settles
-    assert settle.request_id == "d-1"
+    assert from_client(settle.request_id) == "d-1"
     assert settle.usage_source == usage_pb2.USAGE_SOURCE_ESTIMATED
     expected = PROMPT_ESTIMATE + estimate_tokens("Hello world")
     assert (settle.usage.prompt_tokens, settle.usage.total_tokens) == (PROMPT_ESTIMATE, expected)
     assert edge.fakes.billing.releases == []
     lease, = edge.fakes.ratelimit.releases
-    assert (lease.lease_id, lease.actual_tokens) == ("d-1", expected)
+    assert (lease.lease_id, lease.actual_tokens) == (settle.request_id, expected)
 
 
 async def test_a_multi_chunk_item_is_relayed_in_order_with_its_end(edge: Edge) -> None:
