@@ -21,7 +21,7 @@ from services.router.errors import (
     UpstreamTimeout,
     UpstreamUnavailable,
 )
-from services.router.relay_request import RelayRequest
+from services.router.relay_request import Operation, RelayRequest
 from services.router.request import ChatRequest
 
 NO_UNITS: Mapping[str, int] = MappingProxyType({})
@@ -140,6 +140,11 @@ class Provider(Protocol):
 
     def stream(self, request: UpstreamRequest) -> AsyncGenerator[StreamPiece, None]:
         """Stream a completion; raise ProviderError on failure. Close it to cancel."""
+        ...
+
+    def relays(self, operation: Operation) -> bool:
+        """True when `relay` / `relay_stream` serve `operation` natively (a channel that
+        does not is no candidate for it; responses may then be bridged onto chat)."""
         ...
 
     async def relay(self, attempt: RelayAttempt) -> RelayAnswer:

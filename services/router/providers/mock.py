@@ -93,6 +93,10 @@ class MockProvider:
         usage_chunk = _usage_chunk(plan) if include_usage else None
         yield StreamPiece(usage_chunk, usage=plan.usage, is_last=True)
 
+    def relays(self, operation: Operation) -> bool:
+        """Every OpenAI endpoint is served natively."""
+        return True
+
     async def relay(self, attempt: RelayAttempt) -> RelayAnswer:
         """Answer a non-streaming request of another endpoint, as OpenAI would."""
         request = attempt.request

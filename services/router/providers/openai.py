@@ -34,6 +34,7 @@ from services.router.providers.http import (
     transport_errors,
 )
 from services.router.providers.sse import EventReader
+from services.router.relay_request import Operation
 
 CHAT_PATH = "/chat/completions"
 UNREACHABLE = "the upstream is unreachable"
@@ -75,6 +76,10 @@ class OpenAIProvider:
             # Back to the pool only when the answer was read to its end; a stream left
             # early (cancelled, [DONE] before the final bytes, an error) is closed now.
             response.release()
+
+    def relays(self, operation: Operation) -> bool:
+        """Every OpenAI endpoint is served natively."""
+        return True
 
     async def relay(self, attempt: RelayAttempt) -> RelayAnswer:
         """Relay a non-streaming request of another endpoint (see `openai_relay`)."""
