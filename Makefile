@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 PIP    := $(VENV)/bin/pip
 
-.PHONY: up test bench bench-quick soak gen lint clean
+.PHONY: up test bench bench-quick bench-ratelimit soak gen lint clean
 
 $(PY):
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "apirelay needs Python 3.11 or newer")'
@@ -41,6 +41,10 @@ bench: $(VENV)/.stamp-test
 
 bench-quick: $(VENV)/.stamp-test
 	$(PY) -m bench --quick
+
+## bench-ratelimit: decisions/s and p99 decision latency of 4 limiter replicas on one Redis
+bench-ratelimit: $(VENV)/.stamp-test
+	$(PY) -m bench.ratelimit
 
 ## soak: long load and chaos runs (bounded, loopback only)
 soak: $(VENV)/.stamp-test

@@ -1,9 +1,13 @@
-"""The rate-limit service: requests, tokens and concurrent requests per subject.
+"""The rate-limit service: requests, tokens and concurrent requests per descriptor.
 
-One AcquireLease consumes RPM, TPM and one concurrency slot all-or-nothing; ReleaseLease
-frees the slot and reconciles the token estimate. The limits are exact:
-- RPM: sliding window log (never more than `rpm` admissions in any window length);
-- TPM: sliding window of token weights, reserved at acquire, reconciled at release;
-- concurrency: leases with expiry times (a ZSET in Redis), so dead callers cannot leak.
-See `windows.py` for the rules and `lua.py` for the atomic Redis scripts.
+A request carries limit rules, each a descriptor (domain plus ordered key/value entries:
+the key, the account, the key and model, the upstream key ...), a kind (RPM, RPD, TPM,
+CONCURRENCY) and a limit; every rule of one request is checked and consumed in one atomic
+step, all or nothing (one Lua script in Redis, time from Redis TIME). The limits are exact:
+- RPM, RPD, TPM: a sliding window log, so in ANY interval of the window's length at most
+  `limit` units are admitted (not only in aligned windows); TPM reserves the estimate at
+  admission and reconciles it to the actual tokens at release;
+- concurrency: leases with expiry times, so a dead holder's slot returns at its TTL.
+See `windows.py` for the rules, `lua.py` for the Redis scripts, `outage.py` for what
+happens while Redis is unreachable, and `defaults.py` for a key's default limits.
 """

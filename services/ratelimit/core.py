@@ -1,200 +1,182 @@
-"""The limiter's rules: input checks, limit statuses, and what happens when Redis is down.
+"""The limiter: resolves requests into checks, asks the store, falls back during outages.
 
-The window algorithms themselves are in `windows.py` (and `lua.py` for Redis). When the
-shared store is unreachable the limiter either fails open, deciding with a local store
-at each limit's share of one replica (`limit // replicas`, at least 1), or fails closed
-(StoreUnavailable). Each outage is logged once when it starts and once when it ends;
-during it the shared store is probed at most once per probe interval.
-
-The batch forms (`acquire_many`, `release_many`) apply the same checks and rules to each
-item in order but ask the store once, so a batch costs one Redis round trip.
+The window algorithms are in `windows.py` (and `lua.py` for Redis), the input checks in
+`rules.py`, the outage policy in `outage.py`. The batch forms (`acquire_many`,
+`release_many`) apply the same checks and rules to each item in order but ask the store
+once, so a batch costs one Redis round trip.
 """
 
 from __future__ import annotations
 
-import enum
-import logging
+import uuid
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field
 from typing import TypeVar
 
 from services.ratelimit import metrics
 from services.ratelimit.errors import InvalidArgument, StoreUnavailable
 from services.ratelimit.limits import (
+    Acquisition,
+    Check,
+    CheckRequest,
+    CheckResult,
     LeaseRelease,
     LeaseRequest,
     LeaseResult,
-    LimitKind,
-    Limits,
     LimitStatus,
+    Release,
+    ReleaseResult,
+    ReleaseVerdict,
     Verdict,
 )
+from services.ratelimit.outage import FailMode, Outage, OutagePolicy, report_lost_state
+from services.ratelimit.rules import (
+    StandardWindows,
+    check_acquisition,
+    lease_acquisition,
+    lease_release,
+)
 from services.ratelimit.store import LimiterStore, MillisClock, monotonic_ms
-
-logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 U = TypeVar("U")
 
-MAX_ID_LENGTH = 256
-MAX_LEASE_TTL_MS = 24 * 3600 * 1000
-# Far above any real limit, and keeps window sums exact in Lua's doubles.
-MAX_QUANTITY = 10**12
-DEFAULT_PROBE_INTERVAL_MS = 1_000
-
-
-class FailMode(enum.Enum):
-    """What to do while the shared store is unreachable."""
-
-    OPEN = "open"
-    CLOSED = "closed"
-
-
-class _Outage:
-    """One outage of the shared store at a time: its start, end and probing."""
-
-    def __init__(self, fail_mode: FailMode, probe_interval_ms: int, clock: MillisClock):
-        self._fail_mode = fail_mode
-        self._probe_interval_ms = probe_interval_ms
-        self._clock = clock
-        self._started_at: int | None = None
-        self._next_probe = 0
-
-    def should_try_store(self) -> bool:
-        return self._started_at is None or self._clock() >= self._next_probe
-
-    def failed(self) -> None:
-        metrics.STORE_ERRORS.inc()
-        now = self._clock()
-        self._next_probe = now + self._probe_interval_ms
-        if self._started_at is None:
-            self._started_at = now
-            metrics.FALLBACK_ACTIVE.set(1)
-            action = "deciding locally with limit // replicas" if (
-                self._fail_mode is FailMode.OPEN) else "refusing requests (fail closed)"
-            logger.warning("rate limit store unreachable; %s", action)
-
-    def succeeded(self) -> None:
-        if self._started_at is None:
-            return
-        lasted_s = (self._clock() - self._started_at) / 1000
-        self._started_at = None
-        metrics.FALLBACK_ACTIVE.set(0)
-        logger.warning("rate limit store reachable again after %.1f s", lasted_s)
+DEFAULT_LEASE_TTL_MS = 600_000
 
 
 @dataclass(frozen=True, slots=True)
-class OutagePolicy:
-    """Fail open (with a local `fallback` store) or closed, and how often to probe."""
+class LimiterConfig:
+    """The lease TTL used when a request names none, and the standard windows."""
 
-    fail_mode: FailMode = FailMode.OPEN
-    replicas: int = 1
-    probe_interval_ms: int = DEFAULT_PROBE_INTERVAL_MS
+    default_ttl_ms: int = DEFAULT_LEASE_TTL_MS
+    windows: StandardWindows = field(default_factory=StandardWindows)
+
+
+@dataclass(frozen=True, slots=True)
+class _Decided:
+    """A verdict with the checks it was decided on (shared ones when local)."""
+
+    checks: tuple[Check, ...]
+    verdict: Verdict
+    local: bool
 
 
 class Limiter:
-    """Acquires and releases leases against a store, with a fallback while it is down."""
+    """Acquires, releases and checks against a store, with a fallback while it is down."""
 
     def __init__(
         self,
         store: LimiterStore,
-        default_ttl_ms: int,
+        config: LimiterConfig | None = None,
         fallback: LimiterStore | None = None,
-        policy: OutagePolicy = OutagePolicy(),
+        policy: OutagePolicy | None = None,
         clock: MillisClock = monotonic_ms,
     ) -> None:
+        policy = policy or OutagePolicy()
         self._store = store
-        self._default_ttl_ms = default_ttl_ms
+        self._config = config or LimiterConfig()
         self._fallback = fallback if policy.fail_mode is FailMode.OPEN else None
         self._replicas = policy.replicas
-        self._outage = _Outage(policy.fail_mode, policy.probe_interval_ms, clock)
+        self._outage = Outage(policy, clock)
+        # The first successful call remembers the store's epoch; later ones compare.
+        self._epoch_due = True
 
     async def acquire(self, request: LeaseRequest) -> LeaseResult:
-        """Consume one request, the estimated tokens and a slot, all or nothing."""
-        request = self._checked(request)
-        limits, verdict = await self._decide(request)
-        return _result(request, limits, verdict)
+        """Consume every limit of the request (requests, tokens, slots), all or nothing."""
+        decided = await self._decide(self._lease_acquisition(request))
+        return _lease_result(request, decided)
 
     async def acquire_many(
-        self, requests: Sequence[LeaseRequest]
+        self, requests: Sequence[LeaseRequest | InvalidArgument]
     ) -> list[LeaseResult | InvalidArgument]:
-        """`acquire` for each request in order, in one store call; invalid ones get their error."""
-        checked = [_attempt(self._checked, request) for request in requests]
-        valid = [item for item in checked if isinstance(item, LeaseRequest)]
+        """`acquire` for each in order, in one store call; invalid ones get their error."""
+        resolved = [self._resolve(item) for item in requests]
+        valid = [item[1] for item in resolved if isinstance(item, tuple)]
         decided = iter(await self._decide_many(valid))
         return [
-            _result(item, *next(decided)) if isinstance(item, LeaseRequest) else item
-            for item in checked
+            item if isinstance(item, InvalidArgument) else _lease_result(item[0], next(decided))
+            for item in resolved
         ]
 
-    async def release(self, release: LeaseRelease) -> bool:
-        """Free a lease's slot and reconcile its tokens; False if it is not held."""
-        _check_release(release)
-        # A lease taken during an outage lives in the fallback store.
-        released = self._fallback is not None and await self._fallback.release(release)
-        if not released:
-            released = await self._release_in_store(release)
-        metrics.RELEASES.labels(released=str(released).lower()).inc()
-        return released
+    async def check(self, request: CheckRequest) -> CheckResult:
+        """Consume `hits` from every rule, all or nothing, without a lease."""
+        acquisition = check_acquisition(request, self._config.windows, uuid.uuid4().hex)
+        decided = await self._decide(acquisition)
+        _count(decided)
+        verdict = decided.verdict
+        return CheckResult(verdict.allowed, _statuses(decided), verdict.at_us, decided.local)
 
-    async def release_many(self, releases: Sequence[LeaseRelease]) -> list[bool | InvalidArgument]:
+    async def release(self, release: LeaseRelease) -> ReleaseResult:
+        """Free a lease's slots and reconcile its tokens; not released if not held."""
+        (result,) = await self._release_all([lease_release(release)])
+        return result
+
+    async def release_many(
+        self, releases: Sequence[LeaseRelease | InvalidArgument]
+    ) -> list[ReleaseResult | InvalidArgument]:
         """`release` for each lease in order, in one store call; invalid ones get their error."""
-        checked = [_attempt(_check_release, release) for release in releases]
-        valid = [item for item in checked if isinstance(item, LeaseRelease)]
-        local = [self._fallback is not None and await self._fallback.release(r) for r in valid]
-        in_store = iter(
-            await self._release_many_in_store([r for r, done in zip(valid, local) if not done])
-        )
-        # Leases the fallback did not hold are asked of the store, keeping request order.
-        released = iter([done or next(in_store) for done in local])
-        results = [next(released) if isinstance(item, LeaseRelease) else item for item in checked]
-        for result in results:
-            if isinstance(result, bool):
-                metrics.RELEASES.labels(released=str(result).lower()).inc()
-        return results
+        resolved = [
+            item if isinstance(item, InvalidArgument) else _attempt(lease_release, item)
+            for item in releases
+        ]
+        done = iter(await self._release_all([r for r in resolved if isinstance(r, Release)]))
+        return [next(done) if isinstance(item, Release) else item for item in resolved]
 
-    def _checked(self, request: LeaseRequest) -> LeaseRequest:
-        _check_acquire(request)
-        if request.ttl_ms == 0:
-            return replace(request, ttl_ms=self._default_ttl_ms)
-        return request
+    def _lease_acquisition(self, request: LeaseRequest) -> Acquisition:
+        config = self._config
+        return lease_acquisition(request, config.windows, config.default_ttl_ms)
 
-    async def _decide(self, request: LeaseRequest) -> tuple[Limits, Verdict]:
-        verdict = await self._try_store(lambda: self._store.acquire(request))
+    def _resolve(
+        self, item: LeaseRequest | InvalidArgument
+    ) -> tuple[LeaseRequest, Acquisition] | InvalidArgument:
+        if isinstance(item, InvalidArgument):
+            return item
+        try:
+            return item, self._lease_acquisition(item)
+        except InvalidArgument as exc:
+            return exc
+
+    async def _decide(self, acquisition: Acquisition) -> _Decided:
+        verdict = await self._try_store(lambda: self._store.acquire(acquisition))
         if verdict is None:
-            return await self._decide_locally(request)
-        return request.limits, verdict
+            return await self._decide_locally(acquisition)
+        return _Decided(acquisition.checks, verdict, local=False)
 
-    async def _decide_many(self, requests: list[LeaseRequest]) -> list[tuple[Limits, Verdict]]:
-        if not requests:
+    async def _decide_many(self, acquisitions: list[Acquisition]) -> list[_Decided]:
+        if not acquisitions:
             return []
-        verdicts = await self._try_store(lambda: self._store.acquire_many(requests))
+        verdicts = await self._try_store(lambda: self._store.acquire_many(acquisitions))
         if verdicts is None:
-            return [await self._decide_locally(request) for request in requests]
-        return [(r.limits, v) for r, v in zip(requests, verdicts, strict=True)]
+            return [await self._decide_locally(a) for a in acquisitions]
+        return [_Decided(a.checks, v, False) for a, v in zip(acquisitions, verdicts, strict=True)]
 
-    async def _decide_locally(self, request: LeaseRequest) -> tuple[Limits, Verdict]:
+    async def _decide_locally(self, acquisition: Acquisition) -> _Decided:
         fallback = self._require_fallback()
         metrics.FALLBACK_DECISIONS.inc()
-        local = replace(request, limits=request.limits.shared_by(self._replicas))
-        return local.limits, await fallback.acquire(local)
+        local = acquisition.shared_by(self._replicas)
+        return _Decided(local.checks, await fallback.acquire(local), local=True)
 
-    async def _release_in_store(self, release: LeaseRelease) -> bool:
-        released = await self._try_store(lambda: self._store.release(release))
-        if released is None:
-            self._require_fallback()
-            # Fail open: the shared lease cannot be freed now; it expires at its TTL.
-            return False
-        return released
-
-    async def _release_many_in_store(self, releases: list[LeaseRelease]) -> list[bool]:
+    async def _release_all(self, releases: list[Release]) -> list[ReleaseResult]:
         if not releases:
             return []
-        released = await self._try_store(lambda: self._store.release_many(releases))
-        if released is None:
+        # A lease taken during an outage lives in the fallback store.
+        results: list[ReleaseVerdict | None] = [None] * len(releases)
+        if self._fallback is not None:
+            local = await self._fallback.release_many(releases)
+            results = [v if v.released else None for v in local]
+        todo = [i for i, v in enumerate(results) if v is None]
+        shared = await self._try_store(
+            lambda: self._store.release_many([releases[i] for i in todo])) if todo else []
+        if shared is None:
             self._require_fallback()
-            return [False] * len(releases)
-        return released
+            # Fail open: a shared lease cannot be freed now; it expires at its TTL.
+            shared = [ReleaseVerdict(False)] * len(todo)
+        for i, verdict in zip(todo, shared, strict=True):
+            results[i] = verdict
+        final = [ReleaseResult(v.released, v.at_us) for v in results if v is not None]
+        for result in final:
+            metrics.RELEASES.labels(released=str(result.released).lower()).inc()
+        return final
 
     def _require_fallback(self) -> LimiterStore:
         if self._fallback is None:
@@ -210,34 +192,55 @@ class Limiter:
         except StoreUnavailable:
             self._outage.failed()
             return None
-        self._outage.succeeded()
+        if self._outage.succeeded():
+            self._epoch_due = True
+        if self._epoch_due:
+            await self._check_epoch()
         return result
 
-
-def statuses(limits: Limits, verdict: Verdict) -> tuple[LimitStatus, ...]:
-    """The status of every finite limit after a verdict."""
-    result = []
-    for kind in LimitKind:
-        limit = limits.of(kind)
-        if limit:
-            usage = verdict.usage(kind)
-            result.append(
-                LimitStatus(kind, limit, max(0, limit - usage.used), usage.reset_after_ms)
-            )
-    return tuple(result)
+    async def _check_epoch(self) -> None:
+        try:
+            lost = await self._store.lost_state()
+        except StoreUnavailable:
+            return  # tried again after the next successful call
+        self._epoch_due = False
+        if lost:
+            report_lost_state()
 
 
-def _check_id(name: str, value: str) -> None:
-    if not value:
-        raise InvalidArgument(f"{name} is required")
-    if len(value) > MAX_ID_LENGTH:
-        raise InvalidArgument(f"{name} is longer than {MAX_ID_LENGTH} characters")
+def _statuses(decided: _Decided) -> tuple[LimitStatus, ...]:
+    over = not decided.verdict.allowed
+    return tuple(
+        LimitStatus(c.kind, c.limit, max(0, c.limit - u.used), u.reset_after_ms,
+                    over and u.reset_after_ms > 0)
+        for c, u in zip(decided.checks, decided.verdict.usages, strict=True)
+    )
 
 
-def _check_release(release: LeaseRelease) -> LeaseRelease:
-    _check_id("subject", release.subject)
-    _check_id("lease_id", release.lease_id)
-    return release
+def _count(decided: _Decided) -> None:
+    verdict = decided.verdict
+    denied_by = None if verdict.denied is None else decided.checks[verdict.denied].kind
+    metrics.DECISIONS.labels(
+        result="allowed" if verdict.allowed else "denied",
+        limit=denied_by.name.lower() if denied_by else "none",
+    ).inc()
+
+
+def _lease_result(request: LeaseRequest, decided: _Decided) -> LeaseResult:
+    _count(decided)
+    verdict = decided.verdict
+    statuses = _statuses(decided)
+    shorthand = len(request.limits.finite())
+    return LeaseResult(
+        allowed=verdict.allowed,
+        denied_by=None if verdict.denied is None else decided.checks[verdict.denied].kind,
+        statuses=statuses[:shorthand],
+        lease_id=request.lease_id if verdict.allowed else "",
+        replayed=verdict.replayed,
+        rule_statuses=statuses[shorthand:],
+        decided_at_us=verdict.at_us,
+        local=decided.local,
+    )
 
 
 def _attempt(check: Callable[[T], U], item: T) -> U | InvalidArgument:
@@ -245,31 +248,3 @@ def _attempt(check: Callable[[T], U], item: T) -> U | InvalidArgument:
         return check(item)
     except InvalidArgument as exc:
         return exc
-
-
-def _result(request: LeaseRequest, limits: Limits, verdict: Verdict) -> LeaseResult:
-    denied_by = verdict.denied_by
-    metrics.DECISIONS.labels(
-        result="allowed" if verdict.allowed else "denied",
-        limit=denied_by.name.lower() if denied_by else "none",
-    ).inc()
-    return LeaseResult(
-        allowed=verdict.allowed,
-        denied_by=denied_by,
-        statuses=statuses(limits, verdict),
-        lease_id=request.lease_id if verdict.allowed else "",
-        replayed=verdict.replayed,
-    )
-
-
-def _check_acquire(request: LeaseRequest) -> None:
-    _check_id("subject", request.subject)
-    _check_id("request_id", request.lease_id)
-    limits = request.limits
-    for name, value in (("limits.rpm", limits.rpm), ("limits.tpm", limits.tpm),
-                        ("limits.concurrency", limits.concurrency),
-                        ("estimated_tokens", request.tokens)):
-        if not 0 <= value <= MAX_QUANTITY:
-            raise InvalidArgument(f"{name} must be between 0 and {MAX_QUANTITY}")
-    if not 0 <= request.ttl_ms <= MAX_LEASE_TTL_MS:
-        raise InvalidArgument(f"lease_ttl must be between 0 and {MAX_LEASE_TTL_MS // 1000} s")

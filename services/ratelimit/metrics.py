@@ -6,7 +6,8 @@ from prometheus_client import Counter, Gauge, Histogram
 
 DECISIONS = Counter(
     "apirelay_ratelimit_decisions_total",
-    "AcquireLease decisions by result and by the limit that denied (none when allowed).",
+    "AcquireLease and CheckLimits decisions by result and by the kind of limit that denied "
+    "(none when allowed).",
     ["result", "limit"],
 )
 RELEASES = Counter(
@@ -25,6 +26,14 @@ FALLBACK_ACTIVE = Gauge(
 FALLBACK_DECISIONS = Counter(
     "apirelay_ratelimit_fallback_decisions_total",
     "AcquireLease decisions taken by the local fallback store during an outage.",
+)
+STORE_RESETS = Counter(
+    "apirelay_ratelimit_store_resets_total",
+    "Times the shared store came back from an outage without its counters (restarted empty).",
+)
+CANCELLED_GRANTS = Counter(
+    "apirelay_ratelimit_cancelled_grants_total",
+    "Leases granted to calls whose caller had cancelled, released by the service at once.",
 )
 BATCH_ITEMS = Histogram(
     "apirelay_ratelimit_batch_items",

@@ -12,26 +12,26 @@ from services.common.interceptor import ServiceInterceptor
 from services.common.metrics import start_metrics_server
 from services.ratelimit import service
 from services.ratelimit.config import Settings
-from services.ratelimit.core import FailMode, Limiter, OutagePolicy
-from services.ratelimit.store import LimiterStore, MemoryLimiterStore, RedisLimiterStore
+from services.ratelimit.core import Limiter
+from services.ratelimit.outage import FailMode
+from services.ratelimit.redis_store import RedisLimiterStore
+from services.ratelimit.store import LimiterStore, MemoryLimiterStore
 
 logger = logging.getLogger(__name__)
 
 
 def build_limiter(settings: Settings) -> tuple[Limiter, LimiterStore]:
     """The limiter and its primary store (Redis if a URL is set, else memory)."""
+    config = settings.limiter_config()
     if not settings.redis_url:
         logger.info("rate limits kept in memory (exact for one replica only)")
-        store: LimiterStore = MemoryLimiterStore(settings.window_ms)
-        return Limiter(store, settings.lease_ttl_ms), store
+        store: LimiterStore = MemoryLimiterStore()
+        return Limiter(store, config), store
     store = RedisLimiterStore.from_url(
-        settings.redis_url, settings.redis_prefix, settings.window_ms, settings.redis_timeout_s
+        settings.redis_url, settings.redis_prefix, settings.redis_timeout_s
     )
-    fallback = (
-        MemoryLimiterStore(settings.window_ms) if settings.fail_mode is FailMode.OPEN else None
-    )
-    policy = OutagePolicy(fail_mode=settings.fail_mode, replicas=settings.replicas)
-    return Limiter(store, settings.lease_ttl_ms, fallback, policy), store
+    fallback = MemoryLimiterStore() if settings.fail_mode is FailMode.OPEN else None
+    return Limiter(store, config, fallback, settings.outage_policy()), store
 
 
 async def start(settings: Settings) -> StartedService:

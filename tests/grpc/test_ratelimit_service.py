@@ -21,7 +21,7 @@ from apirelay.ratelimit.v1 import ratelimit_pb2 as pb
 from apirelay.ratelimit.v1 import ratelimit_pb2_grpc
 from services.common.grpc_server import StartedService
 from services.ratelimit.config import Settings
-from services.ratelimit.core import FailMode
+from services.ratelimit.outage import FailMode
 from services.ratelimit.server import start
 from services.ratelimit.service import SERVICE_NAME
 from tests.backends import free_port

@@ -12,35 +12,43 @@ import pytest
 import redis.asyncio as redis
 from prometheus_client import REGISTRY
 
-from services.ratelimit.core import FailMode, Limiter, OutagePolicy
+from services.ratelimit.core import Limiter
 from services.ratelimit.errors import StoreUnavailable
 from services.ratelimit.limits import (
+    Descriptor,
     LeaseRelease,
     LeaseRequest,
     LeaseResult,
     LimitKind,
     Limits,
-    Verdict,
+    Rule,
 )
-from services.ratelimit.store import LimiterStore, MemoryLimiterStore, RedisLimiterStore
+from services.ratelimit.outage import FailMode, OutagePolicy
+from services.ratelimit.redis_store import RedisLimiterStore
+from services.ratelimit.store import MemoryLimiterStore
 from tests.backends import free_port
+from tests.unit.ratelimit.fakes import LeaseStore, View
 
 pytestmark = pytest.mark.integration
 
 TTL = 600_000
-StoreFactory = Callable[..., RedisLimiterStore]
+StoreFactory = Callable[..., LeaseStore]
 
 
 @pytest.fixture
-async def make_store(redis_url: str) -> AsyncIterator[StoreFactory]:
+def prefix() -> str:
+    return f"test:{uuid.uuid4().hex[:8]}:rl:"
+
+
+@pytest.fixture
+async def make_store(redis_url: str, prefix: str) -> AsyncIterator[StoreFactory]:
     """Stores (each with its own client, like replicas) sharing one test prefix."""
-    prefix = f"test:{uuid.uuid4().hex[:8]}:rl:"
     stores: list[RedisLimiterStore] = []
 
-    def make(window_ms: int = 60_000) -> RedisLimiterStore:
-        store = RedisLimiterStore.from_url(redis_url, prefix, window_ms, timeout_s=2.0)
+    def make(window_ms: int = 60_000) -> LeaseStore:
+        store = RedisLimiterStore.from_url(redis_url, prefix, timeout_s=2.0)
         stores.append(store)
-        return store
+        return LeaseStore(store, window_ms)
 
     yield make
     for store in stores:
@@ -57,7 +65,7 @@ def lease(subject: str, limits: Limits, tokens: int = 0, lease_id: str = "",
     return LeaseRequest(subject, lease_id or uuid.uuid4().hex, limits, tokens, ttl_ms)
 
 
-async def race(calls: Sequence[Awaitable[Verdict]]) -> list[Verdict]:
+async def race(calls: Sequence[Awaitable[View]]) -> list[View]:
     return list(await asyncio.gather(*calls))
 
 
@@ -154,18 +162,29 @@ async def test_release_reconciles_tokens_once(make_store: StoreFactory, subject:
     assert verdict.allowed and verdict.tpm.used == 100
 
 
-async def test_keys_share_a_hash_tag_and_all_expire(
-    make_store: StoreFactory, subject: str, redis_url: str
+async def test_every_key_expires_and_a_release_leaves_no_lease_behind(
+    make_store: StoreFactory, subject: str, redis_url: str, prefix: str
 ) -> None:
     store = make_store()
-    assert (await store.acquire(lease(subject, Limits(rpm=5), tokens=3, ttl_ms=5_000))).allowed
+    account = Rule(Descriptor.of(("account", subject)), LimitKind.CONCURRENCY, 5)
+    held = lease(subject, Limits(rpm=5, tpm=50, rpd=9), tokens=3, ttl_ms=5_000)
+    held = LeaseRequest(held.subject, held.lease_id, held.limits, 3, 5_000, rules=(account,))
+    assert (await store.acquire(held)).allowed
     client = redis.Redis.from_url(redis_url)
     try:
-        keys = [k.decode() async for k in client.scan_iter(match=f"*{{{subject}}}*")]
-        assert sorted(keys) == sorted(store.keys(subject))
-        for key in keys:
-            assert f"{{{subject}}}" in key
-            assert 0 < await client.pttl(key) <= 60_000
+        keys = sorted([k.decode() async for k in client.scan_iter(match=f"{prefix}*")])
+        # RPM, TPM, RPD windows (ZSET + HASH each), the account's slots, the lease record.
+        assert len(keys) == 8
+        assert len([key for key in keys if key.startswith(prefix + "l:")]) == 1
+        ttls = {key: await client.pttl(key) for key in keys}
+        day_windows = [k for k in keys if k.startswith(prefix + "d:")]
+        assert all(0 < ttl <= 86_400_000 for ttl in ttls.values())
+        assert all(ttl <= 60_000 for key, ttl in ttls.items() if key not in day_windows)
+        assert await store.release(LeaseRelease(subject, held.lease_id, actual_tokens=1))
+        left = sorted([k.decode() async for k in client.scan_iter(match=f"{prefix}*")])
+        # The lease record and the (now empty) slot set are gone; the windows stay.
+        assert left == [k for k in keys if k.startswith((prefix + "r:", prefix + "t:",
+                                                         prefix + "d:"))]
     finally:
         await client.aclose()
 
@@ -186,8 +205,9 @@ async def test_a_flushed_script_cache_is_refilled(
 
 async def test_redis_and_memory_stores_decide_alike(make_store: StoreFactory, subject: str) -> None:
     rng = random.Random(20240607)
-    stores: list[LimiterStore] = [make_store(), MemoryLimiterStore()]
+    stores = [make_store(), LeaseStore(MemoryLimiterStore())]
     limits = Limits(rpm=60, tpm=2_000, concurrency=5)
+    rules = (Rule(Descriptor.of(("account", subject)), LimitKind.TPM, 3_000),)
     held: list[str] = []
     for step in range(400):
         if held and rng.random() < 0.4:
@@ -197,14 +217,49 @@ async def test_redis_and_memory_stores_decide_alike(make_store: StoreFactory, su
             assert results[0] == results[1], step
             continue
         lease_id = rng.choice(held) if held and rng.random() < 0.1 else f"r{step}"
-        request = lease(subject, limits, rng.randrange(150), lease_id)
-        redis_v, memory_v = [await s.acquire(request) for s in stores]
-        assert (redis_v.allowed, redis_v.denied_by, redis_v.replayed) == (
-            memory_v.allowed, memory_v.denied_by, memory_v.replayed), step
-        for kind in LimitKind:
-            assert redis_v.usage(kind).used == memory_v.usage(kind).used, (step, kind)
+        request = LeaseRequest(subject, lease_id, limits, rng.randrange(150), TTL, rules=rules)
+        redis_v, memory_v = [(await s.acquire(request)).verdict for s in stores]
+        assert (redis_v.allowed, redis_v.denied, redis_v.replayed) == (
+            memory_v.allowed, memory_v.denied, memory_v.replayed), step
+        assert [u.used for u in redis_v.usages] == [u.used for u in memory_v.usages], step
         if memory_v.allowed and not memory_v.replayed:
             held.append(lease_id)
+
+
+async def test_replicas_racing_on_key_and_account_rules_consume_all_or_nothing(
+    make_store: StoreFactory, subject: str
+) -> None:
+    replicas = [make_store() for _ in range(4)]
+    account = (Rule(Descriptor.of(("account", subject)), LimitKind.RPM, 70),)
+    keys = [f"{subject}-k{i}" for i in range(3)]
+    requests = [LeaseRequest(keys[i % 3], f"r{i}", Limits(rpm=30), 0, TTL, rules=account)
+                for i in range(300)]
+    views = await race([replicas[i % 4].acquire(r) for i, r in enumerate(requests)])
+    admitted = [r.subject for r, v in zip(requests, views, strict=True) if v.allowed]
+    assert len(admitted) == 70
+    assert all(admitted.count(key) <= 30 for key in keys)
+    # No denied request left a unit behind: each key's window holds its admissions only.
+    for key in keys:
+        probe = await replicas[0].acquire(LeaseRequest(key, "probe", Limits(rpm=1000), 0, TTL))
+        assert probe.rpm.used == admitted.count(key) + 1
+
+
+async def test_a_store_notices_that_redis_lost_its_data(
+    make_store: StoreFactory, redis_url: str, prefix: str
+) -> None:
+    store = make_store().store
+    other = make_store().store
+    assert not await store.lost_state()
+    assert not await store.lost_state()
+    assert not await other.lost_state()
+    client = redis.Redis.from_url(redis_url)
+    try:
+        await client.delete(prefix + "epoch")  # what a restart without persistence does
+    finally:
+        await client.aclose()
+    assert await store.lost_state()
+    assert await other.lost_state()  # saw the epoch the first store wrote
+    assert not await store.lost_state()
 
 
 def _gauge() -> float:
@@ -216,11 +271,11 @@ async def test_unreachable_redis_fails_open_with_the_replica_share(
 ) -> None:
     dead = RedisLimiterStore.from_url(f"redis://127.0.0.1:{free_port()}/0", timeout_s=0.2)
     policy = OutagePolicy(FailMode.OPEN, replicas=2, probe_interval_ms=0)
-    limiter = Limiter(dead, TTL, MemoryLimiterStore(), policy)
+    limiter = Limiter(dead, None, MemoryLimiterStore(), policy)
     try:
         with pytest.raises(StoreUnavailable):
-            await dead.acquire(lease("s", Limits()))
-        with caplog.at_level(logging.WARNING, logger="services.ratelimit.core"):
+            await LeaseStore(dead).acquire(lease("s", Limits()))
+        with caplog.at_level(logging.WARNING, logger="services.ratelimit.outage"):
             results = [await limiter.acquire(lease("s", Limits(rpm=10))) for _ in range(8)]
         assert [r.allowed for r in results] == [True] * 5 + [False] * 3
         assert _gauge() == 1
@@ -231,7 +286,7 @@ async def test_unreachable_redis_fails_open_with_the_replica_share(
 
 async def test_unreachable_redis_fails_closed_when_configured() -> None:
     dead = RedisLimiterStore.from_url(f"redis://127.0.0.1:{free_port()}/0", timeout_s=0.2)
-    limiter = Limiter(dead, TTL, MemoryLimiterStore(), OutagePolicy(FailMode.CLOSED))
+    limiter = Limiter(dead, None, MemoryLimiterStore(), OutagePolicy(FailMode.CLOSED))
     try:
         with pytest.raises(StoreUnavailable):
             await limiter.acquire(lease("s", Limits(rpm=10)))
@@ -249,7 +304,7 @@ async def test_a_pipelined_batch_decides_as_single_calls_do(
         ids = ["a", "b", "a", "c", "d", "e", "f"]
         return [lease(subject, limits, 40 + 10 * i, lease_id) for i, lease_id in enumerate(ids)]
 
-    def decided(v: Verdict) -> tuple[object, ...]:
+    def decided(v: View) -> tuple[object, ...]:
         # Reset times follow Redis' clock, so they differ by the milliseconds between calls.
         return v.allowed, v.denied_by, v.replayed, v.rpm.used, v.tpm.used, v.concurrency.used
 
@@ -271,7 +326,7 @@ async def test_a_batch_is_one_pipeline_round_trip(
     redis_url: str, subject: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     client = redis.Redis.from_url(redis_url)
-    store = RedisLimiterStore(client, f"test:{uuid.uuid4().hex[:8]}:rl:")
+    store = LeaseStore(RedisLimiterStore(client, f"test:{uuid.uuid4().hex[:8]}:rl:"))
     pipelines: list[object] = []
     original = client.pipeline
 
@@ -292,7 +347,7 @@ async def test_a_batch_is_one_pipeline_round_trip(
             == [False, False]
         assert len(pipelines) == 2
     finally:
-        await store.close()
+        await client.aclose()
 
 
 async def test_racing_batches_from_replicas_admit_exactly_the_limit(
@@ -334,11 +389,11 @@ async def test_a_batch_refills_a_flushed_script_cache(
 
 async def test_a_batch_fails_open_as_one_outage(caplog: pytest.LogCaptureFixture) -> None:
     dead = RedisLimiterStore.from_url(f"redis://127.0.0.1:{free_port()}/0", timeout_s=0.2)
-    limiter = Limiter(dead, TTL, MemoryLimiterStore(), OutagePolicy(FailMode.OPEN, replicas=2))
+    limiter = Limiter(dead, None, MemoryLimiterStore(), OutagePolicy(FailMode.OPEN, replicas=2))
     try:
         with pytest.raises(StoreUnavailable):
-            await dead.acquire_many([lease("s", Limits())])
-        with caplog.at_level(logging.WARNING, logger="services.ratelimit.core"):
+            await LeaseStore(dead).acquire_many([lease("s", Limits())])
+        with caplog.at_level(logging.WARNING, logger="services.ratelimit.outage"):
             results = await limiter.acquire_many([lease("s", Limits(rpm=10)) for _ in range(8)])
         allowed = [isinstance(r, LeaseResult) and r.allowed for r in results]
         assert allowed == [True] * 5 + [False] * 3

@@ -24,43 +24,56 @@ _sym_db = _symbol_database.Default()
 
 from apirelay.common.v1 import batch_pb2 as apirelay_dot_common_dot_v1_dot_batch__pb2
 from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb2
+from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n%apirelay/ratelimit/v1/ratelimit.proto\x12\x15\x61pirelay.ratelimit.v1\x1a\x1e\x61pirelay/common/v1/batch.proto\x1a\x1egoogle/protobuf/duration.proto\"7\n\x06Limits\x12\x0b\n\x03rpm\x18\x01 \x01(\x03\x12\x0b\n\x03tpm\x18\x02 \x01(\x03\x12\x13\n\x0b\x63oncurrency\x18\x03 \x01(\x03\"\x8f\x01\n\x0bLimitStatus\x12.\n\x04kind\x18\x01 \x01(\x0e\x32 .apirelay.ratelimit.v1.LimitKind\x12\r\n\x05limit\x18\x02 \x01(\x03\x12\x11\n\tremaining\x18\x03 \x01(\x03\x12.\n\x0breset_after\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\"\xb1\x01\n\x13\x41\x63quireLeaseRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x0f\n\x07subject\x18\x02 \x01(\t\x12-\n\x06limits\x18\x03 \x01(\x0b\x32\x1d.apirelay.ratelimit.v1.Limits\x12\x18\n\x10\x65stimated_tokens\x18\x04 \x01(\x03\x12,\n\tlease_ttl\x18\x05 \x01(\x0b\x32\x19.google.protobuf.Duration\"\xcb\x01\n\x14\x41\x63quireLeaseResponse\x12\x36\n\x08\x64\x65\x63ision\x18\x01 \x01(\x0e\x32$.apirelay.ratelimit.v1.LeaseDecision\x12\x33\n\tdenied_by\x18\x02 \x01(\x0e\x32 .apirelay.ratelimit.v1.LimitKind\x12\x34\n\x08statuses\x18\x03 \x03(\x0b\x32\".apirelay.ratelimit.v1.LimitStatus\x12\x10\n\x08lease_id\x18\x04 \x01(\t\"O\n\x13ReleaseLeaseRequest\x12\x10\n\x08lease_id\x18\x01 \x01(\t\x12\x0f\n\x07subject\x18\x02 \x01(\t\x12\x15\n\ractual_tokens\x18\x03 \x01(\x03\"(\n\x14ReleaseLeaseResponse\x12\x10\n\x08released\x18\x01 \x01(\x08\"R\n\x14\x41\x63quireLeasesRequest\x12:\n\x06leases\x18\x01 \x03(\x0b\x32*.apirelay.ratelimit.v1.AcquireLeaseRequest\"S\n\x15\x41\x63quireLeasesResponse\x12:\n\x07results\x18\x01 \x03(\x0b\x32).apirelay.ratelimit.v1.AcquireLeaseResult\"\x83\x01\n\x12\x41\x63quireLeaseResult\x12.\n\x06status\x18\x01 \x01(\x0b\x32\x1e.apirelay.common.v1.ItemStatus\x12=\n\x08response\x18\x02 \x01(\x0b\x32+.apirelay.ratelimit.v1.AcquireLeaseResponse\"R\n\x14ReleaseLeasesRequest\x12:\n\x06leases\x18\x01 \x03(\x0b\x32*.apirelay.ratelimit.v1.ReleaseLeaseRequest\"S\n\x15ReleaseLeasesResponse\x12:\n\x07results\x18\x01 \x03(\x0b\x32).apirelay.ratelimit.v1.ReleaseLeaseResult\"\x83\x01\n\x12ReleaseLeaseResult\x12.\n\x06status\x18\x01 \x01(\x0b\x32\x1e.apirelay.common.v1.ItemStatus\x12=\n\x08response\x18\x02 \x01(\x0b\x32+.apirelay.ratelimit.v1.ReleaseLeaseResponse*k\n\tLimitKind\x12\x1a\n\x16LIMIT_KIND_UNSPECIFIED\x10\x00\x12\x12\n\x0eLIMIT_KIND_RPM\x10\x01\x12\x12\n\x0eLIMIT_KIND_TPM\x10\x02\x12\x1a\n\x16LIMIT_KIND_CONCURRENCY\x10\x03*f\n\rLeaseDecision\x12\x1e\n\x1aLEASE_DECISION_UNSPECIFIED\x10\x00\x12\x1a\n\x16LEASE_DECISION_ALLOWED\x10\x01\x12\x19\n\x15LEASE_DECISION_DENIED\x10\x02\x32\xbc\x03\n\x10RateLimitService\x12g\n\x0c\x41\x63quireLease\x12*.apirelay.ratelimit.v1.AcquireLeaseRequest\x1a+.apirelay.ratelimit.v1.AcquireLeaseResponse\x12g\n\x0cReleaseLease\x12*.apirelay.ratelimit.v1.ReleaseLeaseRequest\x1a+.apirelay.ratelimit.v1.ReleaseLeaseResponse\x12j\n\rAcquireLeases\x12+.apirelay.ratelimit.v1.AcquireLeasesRequest\x1a,.apirelay.ratelimit.v1.AcquireLeasesResponse\x12j\n\rReleaseLeases\x12+.apirelay.ratelimit.v1.ReleaseLeasesRequest\x1a,.apirelay.ratelimit.v1.ReleaseLeasesResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n%apirelay/ratelimit/v1/ratelimit.proto\x12\x15\x61pirelay.ratelimit.v1\x1a\x1e\x61pirelay/common/v1/batch.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"D\n\x06Limits\x12\x0b\n\x03rpm\x18\x01 \x01(\x03\x12\x0b\n\x03tpm\x18\x02 \x01(\x03\x12\x13\n\x0b\x63oncurrency\x18\x03 \x01(\x03\x12\x0b\n\x03rpd\x18\x04 \x01(\x03\"-\n\x0f\x44\x65scriptorEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t\"E\n\nDescriptor\x12\x37\n\x07\x65ntries\x18\x01 \x03(\x0b\x32&.apirelay.ratelimit.v1.DescriptorEntry\"\xac\x01\n\tLimitRule\x12\x35\n\ndescriptor\x18\x01 \x01(\x0b\x32!.apirelay.ratelimit.v1.Descriptor\x12.\n\x04kind\x18\x02 \x01(\x0e\x32 .apirelay.ratelimit.v1.LimitKind\x12\r\n\x05limit\x18\x03 \x01(\x03\x12)\n\x06window\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\"\xa3\x01\n\x0bLimitStatus\x12.\n\x04kind\x18\x01 \x01(\x0e\x32 .apirelay.ratelimit.v1.LimitKind\x12\r\n\x05limit\x18\x02 \x01(\x03\x12\x11\n\tremaining\x18\x03 \x01(\x03\x12.\n\x0breset_after\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x12\n\nover_limit\x18\x05 \x01(\x08\"\xf2\x01\n\x13\x41\x63quireLeaseRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x0f\n\x07subject\x18\x02 \x01(\t\x12-\n\x06limits\x18\x03 \x01(\x0b\x32\x1d.apirelay.ratelimit.v1.Limits\x12\x18\n\x10\x65stimated_tokens\x18\x04 \x01(\x03\x12,\n\tlease_ttl\x18\x05 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x0e\n\x06\x64omain\x18\x06 \x01(\t\x12/\n\x05rules\x18\x07 \x03(\x0b\x32 .apirelay.ratelimit.v1.LimitRule\"\xce\x02\n\x14\x41\x63quireLeaseResponse\x12\x36\n\x08\x64\x65\x63ision\x18\x01 \x01(\x0e\x32$.apirelay.ratelimit.v1.LeaseDecision\x12\x33\n\tdenied_by\x18\x02 \x01(\x0e\x32 .apirelay.ratelimit.v1.LimitKind\x12\x34\n\x08statuses\x18\x03 \x03(\x0b\x32\".apirelay.ratelimit.v1.LimitStatus\x12\x10\n\x08lease_id\x18\x04 \x01(\t\x12\x39\n\rrule_statuses\x18\x05 \x03(\x0b\x32\".apirelay.ratelimit.v1.LimitStatus\x12.\n\ndecided_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x16\n\x0elocal_fallback\x18\x07 \x01(\x08\"_\n\x13ReleaseLeaseRequest\x12\x10\n\x08lease_id\x18\x01 \x01(\t\x12\x0f\n\x07subject\x18\x02 \x01(\t\x12\x15\n\ractual_tokens\x18\x03 \x01(\x03\x12\x0e\n\x06\x64omain\x18\x04 \x01(\t\"X\n\x14ReleaseLeaseResponse\x12\x10\n\x08released\x18\x01 \x01(\x08\x12.\n\ndecided_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"R\n\x14\x41\x63quireLeasesRequest\x12:\n\x06leases\x18\x01 \x03(\x0b\x32*.apirelay.ratelimit.v1.AcquireLeaseRequest\"S\n\x15\x41\x63quireLeasesResponse\x12:\n\x07results\x18\x01 \x03(\x0b\x32).apirelay.ratelimit.v1.AcquireLeaseResult\"\x83\x01\n\x12\x41\x63quireLeaseResult\x12.\n\x06status\x18\x01 \x01(\x0b\x32\x1e.apirelay.common.v1.ItemStatus\x12=\n\x08response\x18\x02 \x01(\x0b\x32+.apirelay.ratelimit.v1.AcquireLeaseResponse\"R\n\x14ReleaseLeasesRequest\x12:\n\x06leases\x18\x01 \x03(\x0b\x32*.apirelay.ratelimit.v1.ReleaseLeaseRequest\"S\n\x15ReleaseLeasesResponse\x12:\n\x07results\x18\x01 \x03(\x0b\x32).apirelay.ratelimit.v1.ReleaseLeaseResult\"\x83\x01\n\x12ReleaseLeaseResult\x12.\n\x06status\x18\x01 \x01(\x0b\x32\x1e.apirelay.common.v1.ItemStatus\x12=\n\x08response\x18\x02 \x01(\x0b\x32+.apirelay.ratelimit.v1.ReleaseLeaseResponse\"c\n\x12\x43heckLimitsRequest\x12\x0e\n\x06\x64omain\x18\x01 \x01(\t\x12/\n\x05rules\x18\x02 \x03(\x0b\x32 .apirelay.ratelimit.v1.LimitRule\x12\x0c\n\x04hits\x18\x03 \x01(\x03\"\xcb\x01\n\x13\x43heckLimitsResponse\x12\x36\n\x08\x64\x65\x63ision\x18\x01 \x01(\x0e\x32$.apirelay.ratelimit.v1.CheckDecision\x12\x34\n\x08statuses\x18\x02 \x03(\x0b\x32\".apirelay.ratelimit.v1.LimitStatus\x12.\n\ndecided_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x16\n\x0elocal_fallback\x18\x04 \x01(\x08*\x7f\n\tLimitKind\x12\x1a\n\x16LIMIT_KIND_UNSPECIFIED\x10\x00\x12\x12\n\x0eLIMIT_KIND_RPM\x10\x01\x12\x12\n\x0eLIMIT_KIND_TPM\x10\x02\x12\x1a\n\x16LIMIT_KIND_CONCURRENCY\x10\x03\x12\x12\n\x0eLIMIT_KIND_RPD\x10\x04*f\n\rCheckDecision\x12\x1e\n\x1a\x43HECK_DECISION_UNSPECIFIED\x10\x00\x12\x1a\n\x16\x43HECK_DECISION_ALLOWED\x10\x01\x12\x19\n\x15\x43HECK_DECISION_DENIED\x10\x02*f\n\rLeaseDecision\x12\x1e\n\x1aLEASE_DECISION_UNSPECIFIED\x10\x00\x12\x1a\n\x16LEASE_DECISION_ALLOWED\x10\x01\x12\x19\n\x15LEASE_DECISION_DENIED\x10\x02\x32\xa2\x04\n\x10RateLimitService\x12g\n\x0c\x41\x63quireLease\x12*.apirelay.ratelimit.v1.AcquireLeaseRequest\x1a+.apirelay.ratelimit.v1.AcquireLeaseResponse\x12g\n\x0cReleaseLease\x12*.apirelay.ratelimit.v1.ReleaseLeaseRequest\x1a+.apirelay.ratelimit.v1.ReleaseLeaseResponse\x12j\n\rAcquireLeases\x12+.apirelay.ratelimit.v1.AcquireLeasesRequest\x1a,.apirelay.ratelimit.v1.AcquireLeasesResponse\x12j\n\rReleaseLeases\x12+.apirelay.ratelimit.v1.ReleaseLeasesRequest\x1a,.apirelay.ratelimit.v1.ReleaseLeasesResponse\x12\x64\n\x0b\x43heckLimits\x12).apirelay.ratelimit.v1.CheckLimitsRequest\x1a*.apirelay.ratelimit.v1.CheckLimitsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'apirelay.ratelimit.v1.ratelimit_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_LIMITKIND']._serialized_start=1446
-  _globals['_LIMITKIND']._serialized_end=1553
-  _globals['_LEASEDECISION']._serialized_start=1555
-  _globals['_LEASEDECISION']._serialized_end=1657
-  _globals['_LIMITS']._serialized_start=128
-  _globals['_LIMITS']._serialized_end=183
-  _globals['_LIMITSTATUS']._serialized_start=186
-  _globals['_LIMITSTATUS']._serialized_end=329
-  _globals['_ACQUIRELEASEREQUEST']._serialized_start=332
-  _globals['_ACQUIRELEASEREQUEST']._serialized_end=509
-  _globals['_ACQUIRELEASERESPONSE']._serialized_start=512
-  _globals['_ACQUIRELEASERESPONSE']._serialized_end=715
-  _globals['_RELEASELEASEREQUEST']._serialized_start=717
-  _globals['_RELEASELEASEREQUEST']._serialized_end=796
-  _globals['_RELEASELEASERESPONSE']._serialized_start=798
-  _globals['_RELEASELEASERESPONSE']._serialized_end=838
-  _globals['_ACQUIRELEASESREQUEST']._serialized_start=840
-  _globals['_ACQUIRELEASESREQUEST']._serialized_end=922
-  _globals['_ACQUIRELEASESRESPONSE']._serialized_start=924
-  _globals['_ACQUIRELEASESRESPONSE']._serialized_end=1007
-  _globals['_ACQUIRELEASERESULT']._serialized_start=1010
-  _globals['_ACQUIRELEASERESULT']._serialized_end=1141
-  _globals['_RELEASELEASESREQUEST']._serialized_start=1143
-  _globals['_RELEASELEASESREQUEST']._serialized_end=1225
-  _globals['_RELEASELEASESRESPONSE']._serialized_start=1227
-  _globals['_RELEASELEASESRESPONSE']._serialized_end=1310
-  _globals['_RELEASELEASERESULT']._serialized_start=1313
-  _globals['_RELEASELEASERESULT']._serialized_end=1444
-  _globals['_RATELIMITSERVICE']._serialized_start=1660
-  _globals['_RATELIMITSERVICE']._serialized_end=2104
+  _globals['_LIMITKIND']._serialized_start=2372
+  _globals['_LIMITKIND']._serialized_end=2499
+  _globals['_CHECKDECISION']._serialized_start=2501
+  _globals['_CHECKDECISION']._serialized_end=2603
+  _globals['_LEASEDECISION']._serialized_start=2605
+  _globals['_LEASEDECISION']._serialized_end=2707
+  _globals['_LIMITS']._serialized_start=161
+  _globals['_LIMITS']._serialized_end=229
+  _globals['_DESCRIPTORENTRY']._serialized_start=231
+  _globals['_DESCRIPTORENTRY']._serialized_end=276
+  _globals['_DESCRIPTOR']._serialized_start=278
+  _globals['_DESCRIPTOR']._serialized_end=347
+  _globals['_LIMITRULE']._serialized_start=350
+  _globals['_LIMITRULE']._serialized_end=522
+  _globals['_LIMITSTATUS']._serialized_start=525
+  _globals['_LIMITSTATUS']._serialized_end=688
+  _globals['_ACQUIRELEASEREQUEST']._serialized_start=691
+  _globals['_ACQUIRELEASEREQUEST']._serialized_end=933
+  _globals['_ACQUIRELEASERESPONSE']._serialized_start=936
+  _globals['_ACQUIRELEASERESPONSE']._serialized_end=1270
+  _globals['_RELEASELEASEREQUEST']._serialized_start=1272
+  _globals['_RELEASELEASEREQUEST']._serialized_end=1367
+  _globals['_RELEASELEASERESPONSE']._serialized_start=1369
+  _globals['_RELEASELEASERESPONSE']._serialized_end=1457
+  _globals['_ACQUIRELEASESREQUEST']._serialized_start=1459
+  _globals['_ACQUIRELEASESREQUEST']._serialized_end=1541
+  _globals['_ACQUIRELEASESRESPONSE']._serialized_start=1543
+  _globals['_ACQUIRELEASESRESPONSE']._serialized_end=1626
+  _globals['_ACQUIRELEASERESULT']._serialized_start=1629
+  _globals['_ACQUIRELEASERESULT']._serialized_end=1760
+  _globals['_RELEASELEASESREQUEST']._serialized_start=1762
+  _globals['_RELEASELEASESREQUEST']._serialized_end=1844
+  _globals['_RELEASELEASESRESPONSE']._serialized_start=1846
+  _globals['_RELEASELEASESRESPONSE']._serialized_end=1929
+  _globals['_RELEASELEASERESULT']._serialized_start=1932
+  _globals['_RELEASELEASERESULT']._serialized_end=2063
+  _globals['_CHECKLIMITSREQUEST']._serialized_start=2065
+  _globals['_CHECKLIMITSREQUEST']._serialized_end=2164
+  _globals['_CHECKLIMITSRESPONSE']._serialized_start=2167
+  _globals['_CHECKLIMITSRESPONSE']._serialized_end=2370
+  _globals['_RATELIMITSERVICE']._serialized_start=2710
+  _globals['_RATELIMITSERVICE']._serialized_end=3256
 # @@protoc_insertion_point(module_scope)

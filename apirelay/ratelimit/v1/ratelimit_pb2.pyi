@@ -8,6 +8,7 @@ from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import duration_pb2 as _duration_pb2
 from google.protobuf import message as _message
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 import builtins as _builtins
@@ -35,6 +36,8 @@ class _LimitKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_LimitKind.V
     """Tokens per minute."""
     LIMIT_KIND_CONCURRENCY: _LimitKind.ValueType  # 3
     """Requests in flight at once."""
+    LIMIT_KIND_RPD: _LimitKind.ValueType  # 4
+    """Requests per day."""
 
 class LimitKind(_LimitKind, metaclass=_LimitKindEnumTypeWrapper):
     """LimitKind names one of the limits a lease is checked against."""
@@ -47,7 +50,33 @@ LIMIT_KIND_TPM: LimitKind.ValueType  # 2
 """Tokens per minute."""
 LIMIT_KIND_CONCURRENCY: LimitKind.ValueType  # 3
 """Requests in flight at once."""
+LIMIT_KIND_RPD: LimitKind.ValueType  # 4
+"""Requests per day."""
 Global___LimitKind: _TypeAlias = LimitKind  # noqa: Y015
+
+class _CheckDecision:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _CheckDecisionEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_CheckDecision.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    CHECK_DECISION_UNSPECIFIED: _CheckDecision.ValueType  # 0
+    """Never sent."""
+    CHECK_DECISION_ALLOWED: _CheckDecision.ValueType  # 1
+    """Every rule had room; the hits were consumed."""
+    CHECK_DECISION_DENIED: _CheckDecision.ValueType  # 2
+    """At least one rule had no room; nothing was consumed."""
+
+class CheckDecision(_CheckDecision, metaclass=_CheckDecisionEnumTypeWrapper):
+    """CheckDecision is the outcome of CheckLimits."""
+
+CHECK_DECISION_UNSPECIFIED: CheckDecision.ValueType  # 0
+"""Never sent."""
+CHECK_DECISION_ALLOWED: CheckDecision.ValueType  # 1
+"""Every rule had room; the hits were consumed."""
+CHECK_DECISION_DENIED: CheckDecision.ValueType  # 2
+"""At least one rule had no room; nothing was consumed."""
+Global___CheckDecision: _TypeAlias = CheckDecision  # noqa: Y015
 
 class _LeaseDecision:
     ValueType = _typing.NewType("ValueType", _builtins.int)
@@ -76,7 +105,8 @@ Global___LeaseDecision: _TypeAlias = LeaseDecision  # noqa: Y015
 @_typing.final
 class Limits(_message.Message):
     """Limits are the caller's limits, sent by the caller with each request (they come
-    from the API key). Zero means unlimited.
+    from the API key). Zero means unlimited. They are shorthand for rules on the
+    descriptor [("key", subject)] with the standard windows.
     """
 
     DESCRIPTOR: _descriptor.Descriptor
@@ -84,26 +114,124 @@ class Limits(_message.Message):
     RPM_FIELD_NUMBER: _builtins.int
     TPM_FIELD_NUMBER: _builtins.int
     CONCURRENCY_FIELD_NUMBER: _builtins.int
+    RPD_FIELD_NUMBER: _builtins.int
     rpm: _builtins.int
     """Requests per minute."""
     tpm: _builtins.int
     """Tokens per minute."""
     concurrency: _builtins.int
     """Requests in flight at once."""
+    rpd: _builtins.int
+    """Requests per day."""
     def __init__(
         self,
         *,
         rpm: _builtins.int = ...,
         tpm: _builtins.int = ...,
         concurrency: _builtins.int = ...,
+        rpd: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["concurrency", b"concurrency", "rpm", b"rpm", "tpm", b"tpm"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["concurrency", b"concurrency", "rpd", b"rpd", "rpm", b"rpm", "tpm", b"tpm"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Limits: _TypeAlias = Limits  # noqa: Y015
+
+@_typing.final
+class DescriptorEntry(_message.Message):
+    """DescriptorEntry is one key/value pair of a descriptor, such as ("key", "key_123")."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    KEY_FIELD_NUMBER: _builtins.int
+    VALUE_FIELD_NUMBER: _builtins.int
+    key: _builtins.str
+    """The entry's name; required."""
+    value: _builtins.str
+    """The entry's value; required (an empty id must not become a shared bucket)."""
+    def __init__(
+        self,
+        *,
+        key: _builtins.str = ...,
+        value: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DescriptorEntry: _TypeAlias = DescriptorEntry  # noqa: Y015
+
+@_typing.final
+class Descriptor(_message.Message):
+    """Descriptor names what a rule limits: ordered entries within the request's domain.
+    The gateway's own descriptors (domain "apirelay"): [("key", key_id)],
+    [("account", account_id)], [("key", key_id), ("model", model)],
+    [("upstream_key", upstream_key_id)].
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ENTRIES_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def entries(self) -> _containers.RepeatedCompositeFieldContainer[Global___DescriptorEntry]:
+        """The entries, 1 to 8, in order (order matters: [a, b] is not [b, a])."""
+
+    def __init__(
+        self,
+        *,
+        entries: _abc.Iterable[Global___DescriptorEntry] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["entries", b"entries"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Descriptor: _TypeAlias = Descriptor  # noqa: Y015
+
+@_typing.final
+class LimitRule(_message.Message):
+    """LimitRule is one limit on one descriptor."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DESCRIPTOR_FIELD_NUMBER: _builtins.int
+    KIND_FIELD_NUMBER: _builtins.int
+    LIMIT_FIELD_NUMBER: _builtins.int
+    WINDOW_FIELD_NUMBER: _builtins.int
+    kind: Global___LimitKind.ValueType
+    """Which limit; required."""
+    limit: _builtins.int
+    """The limit, at least 1 (leave an unlimited rule out)."""
+    @_builtins.property
+    def descriptor(self) -> Global___Descriptor:
+        """What is limited."""
+
+    @_builtins.property
+    def window(self) -> _duration_pb2.Duration:
+        """The sliding window's length, whole milliseconds; unset means the kind's standard
+        window (60 s for RPM and TPM, 24 h for RPD). Must be unset for CONCURRENCY.
+        """
+
+    def __init__(
+        self,
+        *,
+        descriptor: Global___Descriptor | None = ...,
+        kind: Global___LimitKind.ValueType = ...,
+        limit: _builtins.int = ...,
+        window: _duration_pb2.Duration | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["descriptor", b"descriptor", "window", b"window"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["descriptor", b"descriptor", "kind", b"kind", "limit", b"limit", "window", b"window"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___LimitRule: _TypeAlias = LimitRule  # noqa: Y015
 
 @_typing.final
 class LimitStatus(_message.Message):
@@ -115,12 +243,15 @@ class LimitStatus(_message.Message):
     LIMIT_FIELD_NUMBER: _builtins.int
     REMAINING_FIELD_NUMBER: _builtins.int
     RESET_AFTER_FIELD_NUMBER: _builtins.int
+    OVER_LIMIT_FIELD_NUMBER: _builtins.int
     kind: Global___LimitKind.ValueType
     """Which limit."""
     limit: _builtins.int
     """The limit's size."""
     remaining: _builtins.int
     """Room left after this decision."""
+    over_limit: _builtins.bool
+    """True when this limit had no room for the request (one of the denying limits)."""
     @_builtins.property
     def reset_after(self) -> _duration_pb2.Duration:
         """Time until room frees up (for a denial, when a retry can succeed)."""
@@ -132,10 +263,11 @@ class LimitStatus(_message.Message):
         limit: _builtins.int = ...,
         remaining: _builtins.int = ...,
         reset_after: _duration_pb2.Duration | None = ...,
+        over_limit: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["reset_after", b"reset_after"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["kind", b"kind", "limit", b"limit", "remaining", b"remaining", "reset_after", b"reset_after"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["kind", b"kind", "limit", b"limit", "over_limit", b"over_limit", "remaining", b"remaining", "reset_after", b"reset_after"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -152,12 +284,16 @@ class AcquireLeaseRequest(_message.Message):
     LIMITS_FIELD_NUMBER: _builtins.int
     ESTIMATED_TOKENS_FIELD_NUMBER: _builtins.int
     LEASE_TTL_FIELD_NUMBER: _builtins.int
+    DOMAIN_FIELD_NUMBER: _builtins.int
+    RULES_FIELD_NUMBER: _builtins.int
     request_id: _builtins.str
     """The request's id; it becomes the lease id, so a retried acquire is idempotent."""
     subject: _builtins.str
     """The subject the limits apply to (an API key id)."""
     estimated_tokens: _builtins.int
     """Estimated tokens of the request (prompt plus the completion cap), for TPM."""
+    domain: _builtins.str
+    """The namespace of the rules' descriptors (and of the lease); empty means "apirelay"."""
     @_builtins.property
     def limits(self) -> Global___Limits:
         """The subject's limits."""
@@ -168,6 +304,14 @@ class AcquireLeaseRequest(_message.Message):
         the caller dies without releasing it. Zero means the server's default.
         """
 
+    @_builtins.property
+    def rules(self) -> _containers.RepeatedCompositeFieldContainer[Global___LimitRule]:
+        """More limits, checked and consumed in the same atomic step as `limits`: RPM and RPD
+        rules consume one request, TPM rules the estimated tokens (reconciled at release),
+        CONCURRENCY rules one slot until release or TTL. At most 16; no two on the same
+        descriptor, kind and window (`limits` counts as rules on [("key", subject)]).
+        """
+
     def __init__(
         self,
         *,
@@ -176,10 +320,12 @@ class AcquireLeaseRequest(_message.Message):
         limits: Global___Limits | None = ...,
         estimated_tokens: _builtins.int = ...,
         lease_ttl: _duration_pb2.Duration | None = ...,
+        domain: _builtins.str = ...,
+        rules: _abc.Iterable[Global___LimitRule] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["lease_ttl", b"lease_ttl", "limits", b"limits"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["estimated_tokens", b"estimated_tokens", "lease_ttl", b"lease_ttl", "limits", b"limits", "request_id", b"request_id", "subject", b"subject"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["domain", b"domain", "estimated_tokens", b"estimated_tokens", "lease_ttl", b"lease_ttl", "limits", b"limits", "request_id", b"request_id", "rules", b"rules", "subject", b"subject"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -195,15 +341,32 @@ class AcquireLeaseResponse(_message.Message):
     DENIED_BY_FIELD_NUMBER: _builtins.int
     STATUSES_FIELD_NUMBER: _builtins.int
     LEASE_ID_FIELD_NUMBER: _builtins.int
+    RULE_STATUSES_FIELD_NUMBER: _builtins.int
+    DECIDED_AT_FIELD_NUMBER: _builtins.int
+    LOCAL_FALLBACK_FIELD_NUMBER: _builtins.int
     decision: Global___LeaseDecision.ValueType
     """The outcome."""
     denied_by: Global___LimitKind.ValueType
     """The limit that denied the lease; LIMIT_KIND_UNSPECIFIED when allowed."""
     lease_id: _builtins.str
     """The lease's id, to pass to ReleaseLease; empty when denied."""
+    local_fallback: _builtins.bool
+    """True when the shared store was unreachable and this replica decided alone with its
+    share of each limit (limit / replicas).
+    """
     @_builtins.property
     def statuses(self) -> _containers.RepeatedCompositeFieldContainer[Global___LimitStatus]:
         """The state of every finite limit, for rate-limit response headers."""
+
+    @_builtins.property
+    def rule_statuses(self) -> _containers.RepeatedCompositeFieldContainer[Global___LimitStatus]:
+        """The state of every rule of the request, in the request's order."""
+
+    @_builtins.property
+    def decided_at(self) -> _timestamp_pb2.Timestamp:
+        """When the shared store decided, by its clock (Redis TIME, microseconds); unset when
+        decided in memory (embedded mode or the local fallback).
+        """
 
     def __init__(
         self,
@@ -212,10 +375,13 @@ class AcquireLeaseResponse(_message.Message):
         denied_by: Global___LimitKind.ValueType = ...,
         statuses: _abc.Iterable[Global___LimitStatus] | None = ...,
         lease_id: _builtins.str = ...,
+        rule_statuses: _abc.Iterable[Global___LimitStatus] | None = ...,
+        decided_at: _timestamp_pb2.Timestamp | None = ...,
+        local_fallback: _builtins.bool = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["decided_at", b"decided_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["decision", b"decision", "denied_by", b"denied_by", "lease_id", b"lease_id", "statuses", b"statuses"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["decided_at", b"decided_at", "decision", b"decision", "denied_by", b"denied_by", "lease_id", b"lease_id", "local_fallback", b"local_fallback", "rule_statuses", b"rule_statuses", "statuses", b"statuses"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -230,24 +396,28 @@ class ReleaseLeaseRequest(_message.Message):
     LEASE_ID_FIELD_NUMBER: _builtins.int
     SUBJECT_FIELD_NUMBER: _builtins.int
     ACTUAL_TOKENS_FIELD_NUMBER: _builtins.int
+    DOMAIN_FIELD_NUMBER: _builtins.int
     lease_id: _builtins.str
     """The lease's id from AcquireLease."""
     subject: _builtins.str
     """The subject of the lease."""
     actual_tokens: _builtins.int
-    """The tokens the request really used; replaces the estimate in the TPM window.
-    Negative means "unknown, keep the estimate".
+    """The tokens the request really used; replaces the estimate in every TPM window of
+    the lease. Negative means "unknown, keep the estimate".
     """
+    domain: _builtins.str
+    """The lease's domain, as sent to AcquireLease; empty means "apirelay"."""
     def __init__(
         self,
         *,
         lease_id: _builtins.str = ...,
         subject: _builtins.str = ...,
         actual_tokens: _builtins.int = ...,
+        domain: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["actual_tokens", b"actual_tokens", "lease_id", b"lease_id", "subject", b"subject"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["actual_tokens", b"actual_tokens", "domain", b"domain", "lease_id", b"lease_id", "subject", b"subject"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -260,16 +430,24 @@ class ReleaseLeaseResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     RELEASED_FIELD_NUMBER: _builtins.int
+    DECIDED_AT_FIELD_NUMBER: _builtins.int
     released: _builtins.bool
     """False when the lease was unknown, already released or expired."""
+    @_builtins.property
+    def decided_at(self) -> _timestamp_pb2.Timestamp:
+        """When the shared store applied the release, by its clock; unset when it was not
+        reached (memory store, or released from the local fallback).
+        """
+
     def __init__(
         self,
         *,
         released: _builtins.bool = ...,
+        decided_at: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["decided_at", b"decided_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["released", b"released"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["decided_at", b"decided_at", "released", b"released"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -430,3 +608,73 @@ class ReleaseLeaseResult(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ReleaseLeaseResult: _TypeAlias = ReleaseLeaseResult  # noqa: Y015
+
+@_typing.final
+class CheckLimitsRequest(_message.Message):
+    """CheckLimitsRequest names the rules to check and how much to consume."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DOMAIN_FIELD_NUMBER: _builtins.int
+    RULES_FIELD_NUMBER: _builtins.int
+    HITS_FIELD_NUMBER: _builtins.int
+    domain: _builtins.str
+    """The namespace of the descriptors; empty means "apirelay"."""
+    hits: _builtins.int
+    """Units every rule consumes (requests, or tokens for TPM); zero means 1."""
+    @_builtins.property
+    def rules(self) -> _containers.RepeatedCompositeFieldContainer[Global___LimitRule]:
+        """The rules, 1 to 16, checked and consumed together; no CONCURRENCY."""
+
+    def __init__(
+        self,
+        *,
+        domain: _builtins.str = ...,
+        rules: _abc.Iterable[Global___LimitRule] | None = ...,
+        hits: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["domain", b"domain", "hits", b"hits", "rules", b"rules"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CheckLimitsRequest: _TypeAlias = CheckLimitsRequest  # noqa: Y015
+
+@_typing.final
+class CheckLimitsResponse(_message.Message):
+    """CheckLimitsResponse carries the decision and the state of each rule."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DECISION_FIELD_NUMBER: _builtins.int
+    STATUSES_FIELD_NUMBER: _builtins.int
+    DECIDED_AT_FIELD_NUMBER: _builtins.int
+    LOCAL_FALLBACK_FIELD_NUMBER: _builtins.int
+    decision: Global___CheckDecision.ValueType
+    """The outcome."""
+    local_fallback: _builtins.bool
+    """True when decided alone by this replica while the shared store was unreachable."""
+    @_builtins.property
+    def statuses(self) -> _containers.RepeatedCompositeFieldContainer[Global___LimitStatus]:
+        """The state of every rule, in the request's order."""
+
+    @_builtins.property
+    def decided_at(self) -> _timestamp_pb2.Timestamp:
+        """When the shared store decided, by its clock; unset when decided in memory."""
+
+    def __init__(
+        self,
+        *,
+        decision: Global___CheckDecision.ValueType = ...,
+        statuses: _abc.Iterable[Global___LimitStatus] | None = ...,
+        decided_at: _timestamp_pb2.Timestamp | None = ...,
+        local_fallback: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["decided_at", b"decided_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["decided_at", b"decided_at", "decision", b"decision", "local_fallback", b"local_fallback", "statuses", b"statuses"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CheckLimitsResponse: _TypeAlias = CheckLimitsResponse  # noqa: Y015

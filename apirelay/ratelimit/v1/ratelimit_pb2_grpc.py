@@ -27,9 +27,20 @@ if _version_not_supported:
 
 class RateLimitServiceStub:
     """RateLimitService decides whether a caller may spend capacity now. One AcquireLease
-    checks and consumes every limit of a request (requests per minute, estimated tokens
-    per minute, one concurrency slot) all-or-nothing; ReleaseLease frees the slot and
-    corrects the token count with the real usage.
+    checks and consumes every limit of a request (requests per minute and per day,
+    estimated tokens per minute, one concurrency slot, on any number of descriptors such
+    as the key, the account, the key and model, the upstream key) all-or-nothing in one
+    atomic step; ReleaseLease frees the slots and corrects the token counts with the real
+    usage. CheckLimits is the same check without a lease, for backend services limiting
+    their own things (like Envoy's ShouldRateLimit).
+
+    Guarantee (RPM, RPD, TPM and CheckLimits): a sliding window log, so that in ANY time
+    interval of a rule's window length at most `limit` units are admitted (not only in
+    aligned windows); all replicas sharing one Redis decide as one, on Redis' clock.
+    Concurrency: at most `limit` unexpired leases are held at any moment.
+
+    Defaults of an API key (applied by the caller, see services/ratelimit/defaults.py):
+    3000 RPM, 1,000,000 TPM, 100 concurrent requests.
     """
 
     def __init__(self, channel):
@@ -58,13 +69,29 @@ class RateLimitServiceStub:
                 request_serializer=apirelay_dot_ratelimit_dot_v1_dot_ratelimit__pb2.ReleaseLeasesRequest.SerializeToString,
                 response_deserializer=apirelay_dot_ratelimit_dot_v1_dot_ratelimit__pb2.ReleaseLeasesResponse.FromString,
                 _registered_method=True)
+        self.CheckLimits = channel.unary_unary(
+                '/apirelay.ratelimit.v1.RateLimitService/CheckLimits',
+                request_serializer=apirelay_dot_ratelimit_dot_v1_dot_ratelimit__pb2.CheckLimitsRequest.SerializeToString,
+                response_deserializer=apirelay_dot_ratelimit_dot_v1_dot_ratelimit__pb2.CheckLimitsResponse.FromString,
+                _registered_method=True)
 
 
 class RateLimitServiceServicer:
     """RateLimitService decides whether a caller may spend capacity now. One AcquireLease
-    checks and consumes every limit of a request (requests per minute, estimated tokens
-    per minute, one concurrency slot) all-or-nothing; ReleaseLease frees the slot and
-    corrects the token count with the real usage.
+    checks and consumes every limit of a request (requests per minute and per day,
+    estimated tokens per minute, one concurrency slot, on any number of descriptors such
+    as the key, the account, the key and model, the upstream key) all-or-nothing in one
+    atomic step; ReleaseLease frees the slots and corrects the token counts with the real
+    usage. CheckLimits is the same check without a lease, for backend services limiting
+    their own things (like Envoy's ShouldRateLimit).
+
+    Guarantee (RPM, RPD, TPM and CheckLimits): a sliding window log, so that in ANY time
+    interval of a rule's window length at most `limit` units are admitted (not only in
+    aligned windows); all replicas sharing one Redis decide as one, on Redis' clock.
+    Concurrency: at most `limit` unexpired leases are held at any moment.
+
+    Defaults of an API key (applied by the caller, see services/ratelimit/defaults.py):
+    3000 RPM, 1,000,000 TPM, 100 concurrent requests.
     """
 
     def AcquireLease(self, request, context):
@@ -100,6 +127,15 @@ class RateLimitServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CheckLimits(self, request, context):
+        """CheckLimits consumes `hits` from every rule of the request at once, all or nothing,
+        without a lease (nothing to release). Being over a limit is the decision, not an
+        error. CONCURRENCY rules need a lease and are refused here (INVALID_ARGUMENT).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_RateLimitServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -123,6 +159,11 @@ def add_RateLimitServiceServicer_to_server(servicer, server):
                     request_deserializer=apirelay_dot_ratelimit_dot_v1_dot_ratelimit__pb2.ReleaseLeasesRequest.FromString,
                     response_serializer=apirelay_dot_ratelimit_dot_v1_dot_ratelimit__pb2.ReleaseLeasesResponse.SerializeToString,
             ),
+            'CheckLimits': grpc.unary_unary_rpc_method_handler(
+                    servicer.CheckLimits,
+                    request_deserializer=apirelay_dot_ratelimit_dot_v1_dot_ratelimit__pb2.CheckLimitsRequest.FromString,
+                    response_serializer=apirelay_dot_ratelimit_dot_v1_dot_ratelimit__pb2.CheckLimitsResponse.SerializeToString,
+            ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
             'apirelay.ratelimit.v1.RateLimitService', rpc_method_handlers)
@@ -133,9 +174,20 @@ def add_RateLimitServiceServicer_to_server(servicer, server):
  # This class is part of an EXPERIMENTAL API.
 class RateLimitService:
     """RateLimitService decides whether a caller may spend capacity now. One AcquireLease
-    checks and consumes every limit of a request (requests per minute, estimated tokens
-    per minute, one concurrency slot) all-or-nothing; ReleaseLease frees the slot and
-    corrects the token count with the real usage.
+    checks and consumes every limit of a request (requests per minute and per day,
+    estimated tokens per minute, one concurrency slot, on any number of descriptors such
+    as the key, the account, the key and model, the upstream key) all-or-nothing in one
+    atomic step; ReleaseLease frees the slots and corrects the token counts with the real
+    usage. CheckLimits is the same check without a lease, for backend services limiting
+    their own things (like Envoy's ShouldRateLimit).
+
+    Guarantee (RPM, RPD, TPM and CheckLimits): a sliding window log, so that in ANY time
+    interval of a rule's window length at most `limit` units are admitted (not only in
+    aligned windows); all replicas sharing one Redis decide as one, on Redis' clock.
+    Concurrency: at most `limit` unexpired leases are held at any moment.
+
+    Defaults of an API key (applied by the caller, see services/ratelimit/defaults.py):
+    3000 RPM, 1,000,000 TPM, 100 concurrent requests.
     """
 
     @staticmethod
@@ -236,6 +288,33 @@ class RateLimitService:
             '/apirelay.ratelimit.v1.RateLimitService/ReleaseLeases',
             apirelay_dot_ratelimit_dot_v1_dot_ratelimit__pb2.ReleaseLeasesRequest.SerializeToString,
             apirelay_dot_ratelimit_dot_v1_dot_ratelimit__pb2.ReleaseLeasesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CheckLimits(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/apirelay.ratelimit.v1.RateLimitService/CheckLimits',
+            apirelay_dot_ratelimit_dot_v1_dot_ratelimit__pb2.CheckLimitsRequest.SerializeToString,
+            apirelay_dot_ratelimit_dot_v1_dot_ratelimit__pb2.CheckLimitsResponse.FromString,
             options,
             channel_credentials,
             insecure,

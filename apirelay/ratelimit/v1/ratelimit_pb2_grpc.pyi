@@ -28,9 +28,20 @@ GRPC_VERSION: str
 
 class RateLimitServiceStub:
     """RateLimitService decides whether a caller may spend capacity now. One AcquireLease
-    checks and consumes every limit of a request (requests per minute, estimated tokens
-    per minute, one concurrency slot) all-or-nothing; ReleaseLease frees the slot and
-    corrects the token count with the real usage.
+    checks and consumes every limit of a request (requests per minute and per day,
+    estimated tokens per minute, one concurrency slot, on any number of descriptors such
+    as the key, the account, the key and model, the upstream key) all-or-nothing in one
+    atomic step; ReleaseLease frees the slots and corrects the token counts with the real
+    usage. CheckLimits is the same check without a lease, for backend services limiting
+    their own things (like Envoy's ShouldRateLimit).
+
+    Guarantee (RPM, RPD, TPM and CheckLimits): a sliding window log, so that in ANY time
+    interval of a rule's window length at most `limit` units are admitted (not only in
+    aligned windows); all replicas sharing one Redis decide as one, on Redis' clock.
+    Concurrency: at most `limit` unexpired leases are held at any moment.
+
+    Defaults of an API key (applied by the caller, see services/ratelimit/defaults.py):
+    3000 RPM, 1,000,000 TPM, 100 concurrent requests.
     """
 
     @_typing.overload
@@ -53,13 +64,29 @@ class RateLimitServiceStub:
     """
     ReleaseLeases: _grpc.UnaryUnaryMultiCallable[_ratelimit_pb2.ReleaseLeasesRequest, _ratelimit_pb2.ReleaseLeasesResponse]
     """ReleaseLeases is ReleaseLease for many leases in one call."""
+    CheckLimits: _grpc.UnaryUnaryMultiCallable[_ratelimit_pb2.CheckLimitsRequest, _ratelimit_pb2.CheckLimitsResponse]
+    """CheckLimits consumes `hits` from every rule of the request at once, all or nothing,
+    without a lease (nothing to release). Being over a limit is the decision, not an
+    error. CONCURRENCY rules need a lease and are refused here (INVALID_ARGUMENT).
+    """
 
 @_typing.type_check_only
 class RateLimitServiceAsyncStub(RateLimitServiceStub):
     """RateLimitService decides whether a caller may spend capacity now. One AcquireLease
-    checks and consumes every limit of a request (requests per minute, estimated tokens
-    per minute, one concurrency slot) all-or-nothing; ReleaseLease frees the slot and
-    corrects the token count with the real usage.
+    checks and consumes every limit of a request (requests per minute and per day,
+    estimated tokens per minute, one concurrency slot, on any number of descriptors such
+    as the key, the account, the key and model, the upstream key) all-or-nothing in one
+    atomic step; ReleaseLease frees the slots and corrects the token counts with the real
+    usage. CheckLimits is the same check without a lease, for backend services limiting
+    their own things (like Envoy's ShouldRateLimit).
+
+    Guarantee (RPM, RPD, TPM and CheckLimits): a sliding window log, so that in ANY time
+    interval of a rule's window length at most `limit` units are admitted (not only in
+    aligned windows); all replicas sharing one Redis decide as one, on Redis' clock.
+    Concurrency: at most `limit` unexpired leases are held at any moment.
+
+    Defaults of an API key (applied by the caller, see services/ratelimit/defaults.py):
+    3000 RPM, 1,000,000 TPM, 100 concurrent requests.
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
@@ -79,12 +106,28 @@ class RateLimitServiceAsyncStub(RateLimitServiceStub):
     """
     ReleaseLeases: _aio.UnaryUnaryMultiCallable[_ratelimit_pb2.ReleaseLeasesRequest, _ratelimit_pb2.ReleaseLeasesResponse]  # type: ignore[assignment]
     """ReleaseLeases is ReleaseLease for many leases in one call."""
+    CheckLimits: _aio.UnaryUnaryMultiCallable[_ratelimit_pb2.CheckLimitsRequest, _ratelimit_pb2.CheckLimitsResponse]  # type: ignore[assignment]
+    """CheckLimits consumes `hits` from every rule of the request at once, all or nothing,
+    without a lease (nothing to release). Being over a limit is the decision, not an
+    error. CONCURRENCY rules need a lease and are refused here (INVALID_ARGUMENT).
+    """
 
 class RateLimitServiceServicer(metaclass=_abc_1.ABCMeta):
     """RateLimitService decides whether a caller may spend capacity now. One AcquireLease
-    checks and consumes every limit of a request (requests per minute, estimated tokens
-    per minute, one concurrency slot) all-or-nothing; ReleaseLease frees the slot and
-    corrects the token count with the real usage.
+    checks and consumes every limit of a request (requests per minute and per day,
+    estimated tokens per minute, one concurrency slot, on any number of descriptors such
+    as the key, the account, the key and model, the upstream key) all-or-nothing in one
+    atomic step; ReleaseLease frees the slots and corrects the token counts with the real
+    usage. CheckLimits is the same check without a lease, for backend services limiting
+    their own things (like Envoy's ShouldRateLimit).
+
+    Guarantee (RPM, RPD, TPM and CheckLimits): a sliding window log, so that in ANY time
+    interval of a rule's window length at most `limit` units are admitted (not only in
+    aligned windows); all replicas sharing one Redis decide as one, on Redis' clock.
+    Concurrency: at most `limit` unexpired leases are held at any moment.
+
+    Defaults of an API key (applied by the caller, see services/ratelimit/defaults.py):
+    3000 RPM, 1,000,000 TPM, 100 concurrent requests.
     """
 
     @_abc_1.abstractmethod
@@ -126,5 +169,16 @@ class RateLimitServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_ratelimit_pb2.ReleaseLeasesResponse, _abc.Awaitable[_ratelimit_pb2.ReleaseLeasesResponse]]:
         """ReleaseLeases is ReleaseLease for many leases in one call."""
+
+    @_abc_1.abstractmethod
+    def CheckLimits(
+        self,
+        request: _ratelimit_pb2.CheckLimitsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_ratelimit_pb2.CheckLimitsResponse, _abc.Awaitable[_ratelimit_pb2.CheckLimitsResponse]]:
+        """CheckLimits consumes `hits` from every rule of the request at once, all or nothing,
+        without a lease (nothing to release). Being over a limit is the decision, not an
+        error. CONCURRENCY rules need a lease and are refused here (INVALID_ARGUMENT).
+        """
 
 def add_RateLimitServiceServicer_to_server(servicer: RateLimitServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
