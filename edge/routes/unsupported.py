@@ -15,6 +15,7 @@ from edge.openai.errors import ErrorCode, ErrorType
 UNSUPPORTED_FAMILIES = (
     "files", "uploads", "fine_tuning", "batches", "assistants", "threads",
     "vector_stores", "organization", "moderations", "realtime", "evals", "containers",
+    "dashboard", "billing",
 )
 _FAMILY_PATTERN = "|".join(UNSUPPORTED_FAMILIES)
 _MAX_PATH_IN_MESSAGE = 200
