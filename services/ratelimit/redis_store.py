@@ -84,11 +84,17 @@ class RedisLimiterStore:
                 pipe.get(marker)
                 _, current = await pipe.execute()
         except _UNREACHABLE as exc:
-            raise StoreUnavailable("rate limit store unavailable") from exc
+            raise await self._unavailable() from exc
         value = current.decode() if isinstance(current, bytes) else str(current)
         lost = self._epoch is not None and value != self._epoch
         self._epoch = value
         return lost
+
+    async def _unavailable(self) -> StoreUnavailable:
+        # The idle pooled connections died with the server too: drop them now, or after
+        # Redis is back each would fail once on first use and look like a new outage.
+        await self._redis.connection_pool.disconnect(inuse_connections=False)
+        return StoreUnavailable("rate limit store unavailable")
 
     async def close(self) -> None:
         """Close the client's connections."""
@@ -126,7 +132,7 @@ class RedisLimiterStore:
                 # Redis restarted or flushed its scripts: EVAL runs it and caches it again.
                 return await self._redis.eval(script.source, len(keys), *keys, *args)
         except _UNREACHABLE as exc:
-            raise StoreUnavailable("rate limit store unavailable") from exc
+            raise await self._unavailable() from exc
 
     async def _run_many(self, calls: Sequence[_ScriptCall]) -> list[Any]:
         # Not a transaction: each script is atomic on its own, and scripts of one pipeline
@@ -149,7 +155,7 @@ class RedisLimiterStore:
                 if isinstance(reply, Exception):
                     raise reply
         except _UNREACHABLE as exc:
-            raise StoreUnavailable("rate limit store unavailable") from exc
+            raise await self._unavailable() from exc
         return replies
 
     async def _pipeline(self, calls: Sequence[_ScriptCall], by_sha: bool) -> list[Any]:

@@ -36,8 +36,10 @@ pytestmark = pytest.mark.integration
 
 LIMIT, WINDOW_S, REPLICAS, CLIENTS = 60, 2.0, 4, 100
 TIMEOUT_S, PROBE_S = 0.05, 0.2
-# A replica notices the store back within a probe interval (plus the call in flight).
-SLACK_S = PROBE_S + TIMEOUT_S + 0.5
+# The promise: exact again within one window of Redis returning (a replica notices the
+# store back within a probe interval, plus the call in flight; the rest is room for a
+# loaded machine reconnecting to a restarted Redis).
+SLACK_S = WINDOW_S
 SEED = 20_240_608
 
 
