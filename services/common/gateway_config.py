@@ -2,73 +2,55 @@
 
 Router reads models and channels; billing reads prices and groups. Parsing happens
 once, here, into frozen dataclasses, so a typo fails at startup with the path of the
-bad entry.
+bad entry. The model catalog (prices, capability flags, aliases, the built-in models)
+is parsed by `gateway_models`.
 """
 
 from __future__ import annotations
 
 import os
-import re
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
 import yaml
 
-from services.common.units import AUDIO_SECOND, CHARACTER, image_unit
+from services.common.gateway_models import (
+    ConfigError,
+    ModelEntry,
+    ModelPrice,
+    int_at_least,
+    parse_models,
+)
+from services.common.limits_config import LimitsConfig, parse_limits
+
+__all__ = [
+    "AUTH_STYLES",
+    "CONFIG_ENV",
+    "DEFAULT_GROUP",
+    "FULL_MULTIPLIER_BPS",
+    "TOKEN_LIMIT_FIELDS",
+    "ChannelEntry",
+    "ConfigError",
+    "GatewayConfig",
+    "MockSettings",
+    "ModelEntry",
+    "ModelPrice",
+    "load_gateway_config",
+    "parse_gateway_config",
+    "with_channels",
+]
 
 CONFIG_ENV = "APIRELAY_CONFIG"
 DEFAULT_GROUP = "default"
 FULL_MULTIPLIER_BPS = 10_000
 DEFAULT_MOCK_REPLY = "Hello from apirelay! This is the demo model answering your request."
-INT64_MAX = 2**63 - 1
-_TOKEN_PRICE_KEYS = ("prompt", "completion", "cached_prompt")
-# The YAML key of each single-unit price and the billing unit it prices.
-_UNIT_PRICE_KEYS = {"audio_second": AUDIO_SECOND, "character": CHARACTER}
-_PRICE_KEYS = (*_TOKEN_PRICE_KEYS, "images", *_UNIT_PRICE_KEYS)
-# An image size or quality becomes one segment of a unit name ("image/<size>/<quality>").
-_UNIT_PART = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
-
-
-class ConfigError(ValueError):
-    """The configuration file is missing or invalid."""
-
-
-def _no_units() -> Mapping[str, int]:
-    return MappingProxyType({})
-
-
-@dataclass(frozen=True, slots=True)
-class ModelPrice:
-    """Integer nano-USD per token and per non-token unit (see services.common.units).
-
-    `prompt` and `completion` are both set or both None; None means the model is not
-    priced for tokens (a price of 0 must be explicit). None for `cached_prompt` means the
-    prompt price applies. `units` maps a unit name to its price, sorted by unit.
-    """
-
-    prompt: int | None = None
-    completion: int | None = None
-    cached_prompt: int | None = None
-    units: Mapping[str, int] = field(default_factory=_no_units)
-
-    @property
-    def prices_tokens(self) -> bool:
-        """Whether the model has token prices."""
-        return self.prompt is not None and self.completion is not None
-
-
-@dataclass(frozen=True, slots=True)
-class ModelEntry:
-    """One model of the catalog."""
-
-    id: str
-    owned_by: str = "apirelay"
-    created: int = 1_700_000_000
-    max_output_tokens: int = 4096
-    price: ModelPrice | None = None
+# How a channel sends its key: `Authorization: Bearer`, Azure's `api-key`, or not at all.
+AUTH_STYLES = ("bearer", "api-key", "none")
+# The name under which a channel's upstream wants the completion token limit.
+TOKEN_LIMIT_FIELDS = ("max_tokens", "max_completion_tokens")
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,7 +64,15 @@ class MockSettings:
 
 @dataclass(frozen=True, slots=True)
 class ChannelEntry:
-    """One upstream: a provider type, where it is, its key, and the models it serves."""
+    """One upstream: a provider type, where it is, its key, and the models it serves.
+
+    `preset` names an OpenAI-compatible vendor whose defaults fill what the channel
+    leaves unset (see services/router/presets.py). The quirk options, unset by default:
+    `auth` (one of AUTH_STYLES), `stream_usage` (whether the upstream takes
+    `stream_options.include_usage`), `token_limit_field` (one of TOKEN_LIMIT_FIELDS: the
+    client's limit is renamed to it), `responses_api` (whether it serves /responses).
+    `api_version` is Azure's `api-version`; Azure's `deployments` fill `model_map`.
+    """
 
     name: str
     type: str
@@ -95,6 +85,12 @@ class ChannelEntry:
     enabled: bool = True
     timeout_s: float = 600.0
     mock: MockSettings = field(default_factory=MockSettings)
+    preset: str = ""
+    api_version: str = ""
+    auth: str = ""
+    stream_usage: bool | None = None
+    token_limit_field: str = ""
+    responses_api: bool | None = None
 
     def api_key(self, environ: Mapping[str, str] = os.environ) -> str:
         """The upstream key from the environment variable the channel names ("" if none)."""
@@ -103,14 +99,22 @@ class ChannelEntry:
 
 @dataclass(frozen=True, slots=True)
 class GatewayConfig:
-    """The whole file."""
+    """The whole file.
+
+    `models` holds every name a client may use, aliases included (an alias's entry has
+    `alias_of` set). `auto_channels` allows the router to add channels from the vendors'
+    environment variables (services/router/catalog.py).
+    """
 
     models: tuple[ModelEntry, ...]
     channels: tuple[ChannelEntry, ...]
     group_multipliers_bps: Mapping[str, int]
+    auto_channels: bool = True
+    # The `limits:` section (services.common.limits_config), read by the edge.
+    limits: LimitsConfig = field(default_factory=LimitsConfig)
 
     def model(self, model_id: str) -> ModelEntry | None:
-        """The catalog entry for `model_id`, if any."""
+        """The catalog entry for `model_id` (a model's id or one of its aliases), if any."""
         return next((m for m in self.models if m.id == model_id), None)
 
 
@@ -129,83 +133,89 @@ def parse_gateway_config(raw: Any, source: str = "<config>") -> GatewayConfig:
     """Validate an already-parsed YAML document."""
     if not isinstance(raw, dict):
         raise ConfigError(f"{source}: the top level must be a mapping")
-    models = tuple(_model(m, f"{source}: models[{i}]") for i, m in enumerate(raw.get("models") or []))
+    builtin = _flag(raw.get("builtin_models", True), f"{source}: builtin_models")
+    models = parse_models(raw.get("models"), source, builtin)
     channels = tuple(
         _channel(c, f"{source}: channels[{i}]") for i, c in enumerate(raw.get("channels") or [])
     )
-    groups = {str(k): _int(v, f"{source}: groups.{k}") for k, v in (raw.get("groups") or {}).items()}
+    groups = {str(k): int_at_least(v, f"{source}: groups.{k}")
+              for k, v in (raw.get("groups") or {}).items()}
     groups.setdefault(DEFAULT_GROUP, FULL_MULTIPLIER_BPS)
-    known = {m.id for m in models}
-    for ch in channels:
-        for model_id in ch.models:
+    config = GatewayConfig(models, (), groups,
+                           _flag(raw.get("auto_channels", True), f"{source}: auto_channels"),
+                           limits=parse_limits(raw.get("limits"), f"{source}: limits"))
+    return with_channels(config, channels, source)
+
+
+def with_channels(
+    config: GatewayConfig, channels: Iterable[ChannelEntry], source: str = "<config>"
+) -> GatewayConfig:
+    """`config` with `channels` added: names unique, models known, aliases served too."""
+    known = {m.id: m for m in config.models}
+    names = {c.name for c in config.channels}
+    added: list[ChannelEntry] = []
+    for channel in channels:
+        if channel.name in names:
+            raise ConfigError(f"{source}: channel name {channel.name!r} is used twice")
+        names.add(channel.name)
+        for model_id in channel.models:
             if model_id not in known:
-                raise ConfigError(f"{source}: channel {ch.name!r} serves unknown model {model_id!r}")
-    return GatewayConfig(models, channels, groups)
+                raise ConfigError(
+                    f"{source}: channel {channel.name!r} serves unknown model {model_id!r}")
+        added.append(_serve_aliases(channel, config.models, known))
+    return replace(config, channels=(*config.channels, *added))
 
 
-def _int(value: Any, where: str, minimum: int = 0) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ConfigError(f"{where}: expected an integer >= {minimum}, got {value!r}")
+def _serve_aliases(
+    channel: ChannelEntry, models: tuple[ModelEntry, ...], known: Mapping[str, ModelEntry]
+) -> ChannelEntry:
+    """A channel serving one name of a model serves all of them, under the model's id."""
+    served = {known[m].canonical for m in channel.models}
+    names = list(channel.models)
+    model_map = dict(channel.model_map)
+    for entry in models:
+        if entry.canonical not in served:
+            continue
+        if entry.id not in names:
+            names.append(entry.id)
+        if entry.alias_of and entry.id not in model_map:
+            model_map[entry.id] = model_map.get(entry.alias_of, entry.alias_of)
+    return replace(channel, models=tuple(names), model_map=MappingProxyType(model_map))
+
+
+def _flag(value: Any, where: str) -> bool:
+    if not isinstance(value, bool):
+        raise ConfigError(f"{where}: expected true or false, got {value!r}")
     return value
 
 
-def _model(raw: Any, where: str) -> ModelEntry:
-    if not isinstance(raw, dict) or not isinstance(raw.get("id"), str):
-        raise ConfigError(f"{where}: a model needs a string 'id'")
-    price = None if raw.get("price") is None else _price(raw["price"], f"{where}.price")
-    return ModelEntry(
-        id=raw["id"],
-        owned_by=str(raw.get("owned_by", "apirelay")),
-        created=_int(raw.get("created", 1_700_000_000), f"{where}.created"),
-        max_output_tokens=_int(raw.get("max_output_tokens", 4096), f"{where}.max_output_tokens", 1),
-        price=price,
-    )
+def _choice(value: Any, choices: tuple[str, ...], where: str) -> str:
+    if value is None:
+        return ""
+    if value not in choices:
+        raise ConfigError(f"{where}: expected one of {', '.join(choices)}, got {value!r}")
+    return str(value)
 
 
-def _nanos(value: Any, where: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= INT64_MAX:
-        raise ConfigError(f"{where}: expected an integer price in nano-USD >= 0, got {value!r}")
-    return value
+def _optional_flag(raw: Mapping[str, Any], key: str, where: str) -> bool | None:
+    return None if raw.get(key) is None else _flag(raw[key], f"{where}.{key}")
 
 
-def _price(raw: Any, where: str) -> ModelPrice:
+def _string_map(raw: Any, where: str) -> dict[str, str]:
+    if raw is None:
+        return {}
     if not isinstance(raw, dict):
-        raise ConfigError(f"{where}: expected a mapping")
-    for key in raw:
-        if key not in _PRICE_KEYS:
-            raise ConfigError(f"{where}: unknown price {key!r} (known: {', '.join(_PRICE_KEYS)})")
-    tokens = {k: _nanos(raw[k], f"{where}.{k}") for k in _TOKEN_PRICE_KEYS if k in raw}
-    if tokens and not {"prompt", "completion"} <= tokens.keys():
-        raise ConfigError(f"{where}: token prices need both 'prompt' and 'completion'")
-    units = _image_prices(raw["images"], f"{where}.images") if "images" in raw else {}
-    for key, unit in _UNIT_PRICE_KEYS.items():
-        if key in raw:
-            units[unit] = _nanos(raw[key], f"{where}.{key}")
-    if not tokens and not units:
-        raise ConfigError(f"{where}: expected token prices or unit prices")
-    return ModelPrice(
-        prompt=tokens.get("prompt"),
-        completion=tokens.get("completion"),
-        cached_prompt=tokens.get("cached_prompt"),
-        units=MappingProxyType(dict(sorted(units.items()))),
-    )
+        raise ConfigError(f"{where}: expected a mapping of model id to upstream name")
+    return {str(k): str(v) for k, v in raw.items()}
 
 
-def _image_prices(raw: Any, where: str) -> dict[str, int]:
-    """{size: {quality: nanos}} as unit prices ("image/<size>/<quality>": nanos)."""
-    if not isinstance(raw, dict) or not raw:
-        raise ConfigError(f"{where}: expected a mapping of image size to {{quality: price}}")
-    prices: dict[str, int] = {}
-    for size, qualities in raw.items():
-        if not isinstance(size, str) or not _UNIT_PART.fullmatch(size):
-            raise ConfigError(f"{where}: {size!r} is not an image size such as '1024x1024'")
-        if not isinstance(qualities, dict) or not qualities:
-            raise ConfigError(f"{where}.{size}: expected a mapping of quality to price")
-        for quality, nanos in qualities.items():
-            if not isinstance(quality, str) or not _UNIT_PART.fullmatch(quality):
-                raise ConfigError(f"{where}.{size}: {quality!r} is not an image quality")
-            prices[image_unit(size, quality)] = _nanos(nanos, f"{where}.{size}.{quality}")
-    return prices
+def _model_map(raw: Mapping[str, Any], where: str) -> dict[str, str]:
+    """`model_map`, with Azure's `deployments` (the same thing under its Azure name)."""
+    model_map = _string_map(raw.get("model_map"), f"{where}.model_map")
+    for model, deployment in _string_map(raw.get("deployments"), f"{where}.deployments").items():
+        if model_map.setdefault(model, deployment) != deployment:
+            raise ConfigError(f"{where}: model_map and deployments map {model!r} differently")
+    return model_map
 
 
 def _channel(raw: Any, where: str) -> ChannelEntry:
@@ -228,10 +238,17 @@ def _channel(raw: Any, where: str) -> ChannelEntry:
         models=tuple(models),
         base_url=str(raw.get("base_url", "")).rstrip("/"),
         api_key_env=str(raw.get("api_key_env", "")),
-        model_map={str(k): str(v) for k, v in (raw.get("model_map") or {}).items()},
+        model_map=_model_map(raw, where),
         priority=int(raw.get("priority", 0)),
-        weight=_int(raw.get("weight", 1), f"{where}.weight", 1),
+        weight=int_at_least(raw.get("weight", 1), f"{where}.weight", 1),
         enabled=bool(raw.get("enabled", True)),
         timeout_s=float(raw.get("timeout_s", 600.0)),
         mock=mock,
+        preset=str(raw.get("preset", "")),
+        api_version=str(raw.get("api_version", "")),
+        auth=_choice(raw.get("auth"), AUTH_STYLES, f"{where}.auth"),
+        stream_usage=_optional_flag(raw, "stream_usage", where),
+        token_limit_field=_choice(raw.get("token_limit_field"), TOKEN_LIMIT_FIELDS,
+                                  f"{where}.token_limit_field"),
+        responses_api=_optional_flag(raw, "responses_api", where),
     )

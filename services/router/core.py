@@ -1,6 +1,11 @@
 """The router's operations: chat completions and every relayed endpoint, each one
 served by the same failover rules (see `failover.py`) and answered as dataclasses
-(see `outcomes.py`)."""
+(see `outcomes.py`).
+
+A relayed operation's candidates are the channels whose provider serves it natively
+(`Provider.relays`); Responses requests are also served by the other channels, bridged
+onto chat (`responses_bridge`), unless they use a feature the bridge cannot serve.
+"""
 
 from __future__ import annotations
 
@@ -9,9 +14,10 @@ import time
 from collections.abc import AsyncGenerator, Callable, Mapping
 
 from services.common.gateway_config import ChannelEntry, GatewayConfig, ModelEntry
-from services.router.failover import Attempt, Failover
+from services.router.failover import Attempt, Failover, Pool
 from services.router.outcomes import (
     NO_USAGE,
+    CompletionError,
     CompletionResult,
     RelayResult,
     RouteInfo,
@@ -30,9 +36,11 @@ from services.router.providers.base import (
     UpstreamRequest,
     Usage,
 )
-from services.router.relay_request import RelayRequest
+from services.router.relay_request import Operation, RelayRequest
 from services.router.relay_tally import RelayTally
 from services.router.request import ChatRequest
+from services.router.responses_bridge import ResponsesBridge, refusal
+from services.router.responses_bridge_request import Unbridgeable, chat_of_responses
 from services.router.tally import StreamTally
 
 CHAT = "chat_completions"
@@ -84,11 +92,16 @@ class ModelRouter:
 
     async def relay(self, request: RelayRequest, budget_s: float | None = None) -> RelayResult:
         """Run a non-streaming relayed request, failing over on retryable errors."""
+        pool, bridge = self._route(request)
+
         async def call(attempt: Attempt) -> RelayAnswer:
+            if bridge is not None and not attempt.provider.relays(request.operation):
+                return await bridge.answer(attempt.provider, attempt.upstream_model,
+                                           attempt.timeout_s)
             return await attempt.provider.relay(_relay_attempt(request, attempt))
 
         operation = request.operation.value
-        served = await self._failover.unary(request.model, operation, budget_s, call)
+        served = await self._failover.unary(request.model, operation, budget_s, call, pool)
         answer = served.answer
         if answer is None:
             return RelayResult(b"", "", NO_USAGE, UsageSource.ESTIMATED, served.route,
@@ -100,11 +113,46 @@ class ModelRouter:
         self, request: RelayRequest, budget_s: float | None = None
     ) -> AsyncGenerator[bytes | StreamHead | StreamOutcome, None]:
         """Yield a StreamHead and the pieces once the first content came, then the outcome."""
+        pool, bridge = self._route(request)
+
         def open_stream(attempt: Attempt) -> AsyncGenerator[RelayPiece, None]:
+            if bridge is not None and not attempt.provider.relays(request.operation):
+                return bridge.events(attempt.provider, attempt.upstream_model,
+                                     attempt.timeout_s)
             return attempt.provider.relay_stream(_relay_attempt(request, attempt))
 
         return self._failover.stream(request.model, request.operation.value, budget_s,
-                                     open_stream, lambda: RelayTally(request))
+                                     open_stream, lambda: RelayTally(request), pool)
+
+    def _route(self, request: RelayRequest) -> tuple[Pool, ResponsesBridge | None]:
+        """The candidates of a relayed request, and the bridge when some speak only chat."""
+        operation = request.operation
+
+        def native(provider: Provider) -> bool:
+            return provider.relays(operation)
+
+        pool = self._failover.pool(request.model, native, _not_served(request))
+        if operation is not Operation.RESPONSES or \
+                len(pool.channels) == len(self._failover.serving.get(request.model, ())):
+            return pool, None
+        try:
+            chat = chat_of_responses(request)
+        except Unbridgeable as exc:
+            if pool.channels:
+                return pool, None  # the native channels can still serve it
+            return Pool((), refusal(exc)), None
+
+        def chat_attempt(upstream_model: str, timeout_s: float) -> UpstreamRequest:
+            return UpstreamRequest(chat, upstream_model, timeout_s)
+
+        return self._failover.pool(request.model), ResponsesBridge(request, chat_attempt)
+
+
+def _not_served(request: RelayRequest) -> CompletionError:
+    return CompletionError(
+        400, "invalid_request_error", "model_not_supported",
+        f"The model {request.model!r} is not supported on /v1{request.operation.path}.",
+        "model")
 
 
 def _chat_attempt(chat: ChatRequest, attempt: Attempt) -> UpstreamRequest:

@@ -1,7 +1,9 @@
 """Failover, the same for every operation: candidates, deadlines, attempts, final errors.
 
-Candidates are the enabled channels serving the model: highest priority first, a
-weighted random order within one priority. A retryable failure moves on to the next
+Candidates are the enabled channels serving the model whose provider serves the
+operation (a `Pool`): highest priority first, a weighted random order within one
+priority. A model without channels is not found; one whose channels serve none of the
+operation gets the caller's error for that. A retryable failure moves on to the next
 candidate, but only while nothing reached the client; after the first content was
 yielded a failure ends the stream with an in-band error. Leading pieces that carry no
 output (a role announcement, `response.created`) are held back by the stream's tally
@@ -50,6 +52,14 @@ class Attempt:
     provider: Provider
     upstream_model: str
     timeout_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class Pool:
+    """The channels that may serve one request, and the client's error when none may."""
+
+    channels: tuple[ChannelEntry, ...]
+    empty_error: CompletionError
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,12 +131,28 @@ class Failover:
         """The channels to try for `model`, in order (empty for an unknown model)."""
         return order_channels(self.serving.get(model, ()), self._rng)
 
+    def pool(
+        self, model: str, serves: Callable[[Provider], bool] | None = None,
+        unserved: CompletionError | None = None,
+    ) -> Pool:
+        """`model`'s channels whose provider `serves` (all when None).
+
+        With none left, the error is model-not-found when the model has no channel at
+        all, else `unserved` (the operation is not served for this model).
+        """
+        channels = self.serving.get(model, ())
+        if not channels or serves is None:
+            return Pool(channels, model_not_found(model))
+        kept = tuple(c for c in channels if serves(self._providers[c.name]))
+        return Pool(kept, unserved or model_not_found(model))
+
     async def unary(
         self, model: str, operation: str, budget_s: float | None,
-        call: Callable[[Attempt], Awaitable[T]],
+        call: Callable[[Attempt], Awaitable[T]], pool: Pool | None = None,
     ) -> Served[T]:
-        """Await `call` on each candidate until one answers or no retry is left."""
-        run = _Run(self, model, operation, budget_s)
+        """Await `call` on each candidate of `pool` (default: all of `model`'s) until one
+        answers or no retry is left."""
+        run = _Run(self, model, operation, budget_s, pool or self.pool(model))
         for attempt in run:
             started = self._clock()
             try:
@@ -143,10 +169,11 @@ class Failover:
     async def stream(
         self, model: str, operation: str, budget_s: float | None,
         open_stream: Callable[[Attempt], AsyncGenerator[P, None]],
-        new_tally: Callable[[], Tally[P, C]],
+        new_tally: Callable[[], Tally[P, C]], pool: Pool | None = None,
     ) -> AsyncGenerator[C | StreamOutcome, None]:
-        """Yield what the tally delivers of one candidate's stream, then one StreamOutcome."""
-        run = _Run(self, model, operation, budget_s)
+        """Yield what the tally delivers of one candidate's stream (of `pool`, default all
+        of `model`'s), then one StreamOutcome."""
+        run = _Run(self, model, operation, budget_s, pool or self.pool(model))
         for attempt in run:
             tally = new_tally()
             try:
@@ -193,6 +220,10 @@ class Failover:
             bound = self._metrics[channel, operation] = metrics.ChannelMetrics(channel, operation)
         return bound
 
+    def order(self, channels: Sequence[ChannelEntry]) -> list[ChannelEntry]:
+        """`channels` in the order to try them."""
+        return order_channels(channels, self._rng)
+
     def attempt(self, channel: ChannelEntry, model: str, deadline: float | None) -> Attempt | None:
         """The try on `channel`, or None when no time is left for it."""
         timeout = channel.timeout_s
@@ -211,11 +242,12 @@ class _Run:
     """One request's walk through its candidates: route, failures and metrics so far."""
 
     def __init__(self, failover: Failover, model: str, operation: str,
-                 budget_s: float | None) -> None:
+                 budget_s: float | None, pool: Pool) -> None:
         self._failover = failover
         self._model = model
         self._operation = operation
-        self._channels = failover.candidates(model)
+        self._pool = pool
+        self._channels = failover.order(pool.channels)
         self._deadline = failover.deadline(budget_s)
         self._failures: list[ProviderError] = []
         self._channel = ""
@@ -247,7 +279,7 @@ class _Run:
         return False
 
     def error(self) -> CompletionError:
-        """The client's error: the model is not served, or every attempt failed."""
+        """The client's error: the pool was empty, or every attempt failed."""
         if not self._channels:
-            return model_not_found(self._model)
+            return self._pool.empty_error
         return final_error(self._failures)

@@ -12,6 +12,7 @@ from services.common.gateway_config import load_gateway_config
 from services.common.grpc_server import StartedService, serve_until_signal, start_grpc_server
 from services.common.interceptor import ServiceInterceptor
 from services.common.metrics import start_metrics_server
+from services.router.catalog import router_config
 from services.router.config import Settings
 from services.router.core import ModelRouter
 from services.router.providers import build_providers
@@ -46,7 +47,7 @@ def upstream_session(settings: Settings) -> aiohttp.ClientSession:
 
 async def start(settings: Settings, environ: Mapping[str, str] = os.environ) -> StartedService:
     """Start the router; `environ` holds the upstream keys the channels name."""
-    config = load_gateway_config(settings.config_path)
+    config = router_config(load_gateway_config(settings.config_path), environ)
     session = upstream_session(settings)
     try:
         providers = build_providers(config.channels, session, environ, settings.connect_timeout_s)

@@ -98,7 +98,9 @@ class RouterServicer(router_pb2_grpc.RouterServiceServicer):
         """The models at least one enabled channel serves."""
         models = [
             router_pb2.Model(id=m.id, owned_by=m.owned_by, created=m.created,
-                             max_output_tokens=m.max_output_tokens)
+                             max_output_tokens=m.max_output_tokens,
+                             context_window=m.context_window, supports_tools=m.tools,
+                             supports_vision=m.vision, supports_json=m.json, alias_of=m.alias_of)
             for m in self._router.list_models()
         ]
         return router_pb2.ListModelsResponse(models=models)

@@ -550,6 +550,11 @@ class Model(_message.Message):
     OWNED_BY_FIELD_NUMBER: _builtins.int
     CREATED_FIELD_NUMBER: _builtins.int
     MAX_OUTPUT_TOKENS_FIELD_NUMBER: _builtins.int
+    CONTEXT_WINDOW_FIELD_NUMBER: _builtins.int
+    SUPPORTS_TOOLS_FIELD_NUMBER: _builtins.int
+    SUPPORTS_VISION_FIELD_NUMBER: _builtins.int
+    SUPPORTS_JSON_FIELD_NUMBER: _builtins.int
+    ALIAS_OF_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """The id clients use."""
     owned_by: _builtins.str
@@ -560,6 +565,16 @@ class Model(_message.Message):
     """The most completion tokens the model produces; the cap used for estimates when a
     request sets no max_tokens.
     """
+    context_window: _builtins.int
+    """The most tokens of prompt and completion together; 0 when unknown."""
+    supports_tools: _builtins.bool
+    """True when the model takes function tools."""
+    supports_vision: _builtins.bool
+    """True when the model takes image input."""
+    supports_json: _builtins.bool
+    """True when the model takes JSON mode (response_format json_object / json_schema)."""
+    alias_of: _builtins.str
+    """For an alias, the id of the model it names; empty for a model's own id."""
     def __init__(
         self,
         *,
@@ -567,10 +582,15 @@ class Model(_message.Message):
         owned_by: _builtins.str = ...,
         created: _builtins.int = ...,
         max_output_tokens: _builtins.int = ...,
+        context_window: _builtins.int = ...,
+        supports_tools: _builtins.bool = ...,
+        supports_vision: _builtins.bool = ...,
+        supports_json: _builtins.bool = ...,
+        alias_of: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["created", b"created", "id", b"id", "max_output_tokens", b"max_output_tokens", "owned_by", b"owned_by"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["alias_of", b"alias_of", "context_window", b"context_window", "created", b"created", "id", b"id", "max_output_tokens", b"max_output_tokens", "owned_by", b"owned_by", "supports_json", b"supports_json", "supports_tools", b"supports_tools", "supports_vision", b"supports_vision"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

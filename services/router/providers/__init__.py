@@ -9,14 +9,17 @@ import aiohttp
 
 from services.common.gateway_config import ChannelEntry
 from services.router.errors import ChannelConfigError
+from services.router.providers.anthropic import AnthropicProvider
+from services.router.providers.azure import AzureProvider
 from services.router.providers.base import Provider
+from services.router.providers.gemini import GeminiProvider
 from services.router.providers.http import DEFAULT_CONNECT_TIMEOUT_S
 from services.router.providers.mock import MockProvider
 from services.router.providers.openai import OpenAIProvider
 
 logger = logging.getLogger(__name__)
 
-CHANNEL_TYPES = ("mock", "openai")
+CHANNEL_TYPES = ("mock", "openai", "anthropic", "gemini", "azure")
 
 
 def build_provider(
@@ -38,6 +41,18 @@ def build_provider(
                 channel.name, channel.api_key_env,
             )
         return OpenAIProvider(channel, session, api_key, connect_timeout_s)
+    if channel.type == "anthropic":
+        # An empty base_url means Anthropic's own API (the provider's default).
+        if channel.base_url and not channel.base_url.startswith(("http://", "https://")):
+            raise ChannelConfigError(f"channel {channel.name!r} needs an http(s) base_url")
+        return AnthropicProvider(channel, session, channel.api_key(environ), connect_timeout_s)
+    if channel.type == "gemini":
+        # An empty base_url means Google's own API (the provider's default).
+        if channel.base_url and not channel.base_url.startswith(("http://", "https://")):
+            raise ChannelConfigError(f"channel {channel.name!r} needs an http(s) base_url")
+        return GeminiProvider(channel, session, channel.api_key(environ), connect_timeout_s)
+    if channel.type == "azure":
+        return AzureProvider(channel, session, channel.api_key(environ), connect_timeout_s)
     raise ChannelConfigError(
         f"channel {channel.name!r} has unknown type {channel.type!r} "
         f"(known: {', '.join(CHANNEL_TYPES)})"

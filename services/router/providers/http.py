@@ -8,7 +8,7 @@ router's whole per-request budget is about 1 ms, so httpx alone would spend it.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 
 import aiohttp
@@ -33,6 +33,15 @@ def transport_errors(unreachable: str) -> Iterator[None]:
         raise UpstreamUnavailable(0, unreachable) from exc
 
 
+def auth_headers(style: str, api_key: str) -> dict[str, str]:
+    """The headers carrying `api_key` in a channel's auth style (bearer when unset)."""
+    if not api_key or style == "none":
+        return {}
+    if style == "api-key":
+        return {"api-key": api_key}
+    return {"authorization": f"Bearer {api_key}"}
+
+
 class UpstreamHTTP:
     """One channel's base URL and key over the shared session; never follows redirects."""
 
@@ -42,11 +51,14 @@ class UpstreamHTTP:
         session: aiohttp.ClientSession,
         api_key: str,
         connect_timeout_s: float = DEFAULT_CONNECT_TIMEOUT_S,
+        query: Mapping[str, str] | None = None,
     ) -> None:
         self._base_url = channel.base_url
         self._session = session
         self._connect_timeout_s = connect_timeout_s
-        self._auth = {"authorization": f"Bearer {api_key}"} if api_key else {}
+        self._auth = auth_headers(channel.auth, api_key)
+        # Query parameters every call carries (Azure's api-version).
+        self._query = dict(query) if query else None
         # Strings that must never reach a client, even inside a passed-through message.
         self.redact = (api_key, channel.base_url)
 
@@ -62,6 +74,7 @@ class UpstreamHTTP:
             URL(self._base_url + path),
             data=body,
             headers=headers,
+            params=self._query,
             timeout=self._timeout(timeout_s),
             allow_redirects=False,
         )

@@ -8,7 +8,8 @@ other endpoints are relayed by `openai_relay`.
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Mapping
+from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
@@ -37,8 +38,25 @@ from services.router.providers.sse import EventReader
 from services.router.relay_request import Operation
 
 CHAT_PATH = "/chat/completions"
+_LIMIT_FIELDS = ("max_tokens", "max_completion_tokens")
 UNREACHABLE = "the upstream is unreachable"
 CONNECTION_FAILED = "the upstream connection failed"
+
+
+@dataclass(frozen=True, slots=True)
+class Quirks:
+    """What a compatible upstream does differently (set by the channel or its preset)."""
+
+    stream_usage: bool = True
+    token_limit_field: str = ""
+    responses_api: bool = True
+
+    @property
+    def other_limit_field(self) -> str:
+        """The token limit field to rename to `token_limit_field` ("" when none is)."""
+        if not self.token_limit_field:
+            return ""
+        return next(f for f in _LIMIT_FIELDS if f != self.token_limit_field)
 
 
 class OpenAIProvider:
@@ -50,8 +68,11 @@ class OpenAIProvider:
         session: aiohttp.ClientSession,
         api_key: str,
         connect_timeout_s: float = DEFAULT_CONNECT_TIMEOUT_S,
+        query: Mapping[str, str] | None = None,
     ) -> None:
-        self._http = UpstreamHTTP(channel, session, api_key, connect_timeout_s)
+        self._http = UpstreamHTTP(channel, session, api_key, connect_timeout_s, query)
+        self._quirks = Quirks(channel.stream_usage is not False, channel.token_limit_field,
+                              channel.responses_api is not False)
 
     async def complete(self, request: UpstreamRequest) -> Completion:
         """POST the request and return the upstream's chat.completion bytes untouched."""
@@ -78,8 +99,8 @@ class OpenAIProvider:
             response.release()
 
     def relays(self, operation: Operation) -> bool:
-        """Every OpenAI endpoint is served natively."""
-        return True
+        """Every OpenAI endpoint is served natively, /responses if the upstream has it."""
+        return operation is not Operation.RESPONSES or self._quirks.responses_api
 
     async def relay(self, attempt: RelayAttempt) -> RelayAnswer:
         """Relay a non-streaming request of another endpoint (see `openai_relay`)."""
@@ -91,7 +112,7 @@ class OpenAIProvider:
 
     async def _send(self, request: UpstreamRequest, *, stream: bool) -> aiohttp.ClientResponse:
         """POST the attempt; the caller reads and releases the response."""
-        return await self._http.post(CHAT_PATH, _upstream_body(request, stream=stream),
+        return await self._http.post(CHAT_PATH, _upstream_body(request, self._quirks, stream=stream),
                                      request.chat.request_id, request.timeout_s)
 
 
@@ -109,19 +130,27 @@ def _piece(event: bytes, payload: bytes, *, forward_usage: bool) -> StreamPiece:
     return piece_from_chunk(payload, chunk, forward_usage)
 
 
-def _upstream_body(request: UpstreamRequest, *, stream: bool) -> bytes:
+def _upstream_body(request: UpstreamRequest, quirks: Quirks, *, stream: bool) -> bytes:
     """The body to send: the client's bytes when nothing changes, else a re-encoded copy."""
     chat = request.chat
     payload = chat.payload
-    unchanged = request.upstream_model == chat.model and not stream
+    renamed = quirks.token_limit_field and quirks.other_limit_field in payload
+    unchanged = request.upstream_model == chat.model and not stream and not renamed
     if unchanged and not payload.get("stream") and "stream_options" not in payload:
         return chat.body
     upstream: dict[str, Any] = {**payload, "model": request.upstream_model}
-    if stream:
+    if renamed:
+        limit = upstream.pop(quirks.other_limit_field)
+        upstream.setdefault(quirks.token_limit_field, limit)
+    if stream and quirks.stream_usage:
         options = payload.get("stream_options")
         upstream["stream"] = True
         upstream["stream_options"] = {**(options if isinstance(options, dict) else {}),
                                       "include_usage": True}
+    elif stream:
+        # The upstream refuses stream_options: the router counts what the stream reports.
+        upstream["stream"] = True
+        upstream.pop("stream_options", None)
     else:
         upstream.pop("stream", None)
         upstream.pop("stream_options", None)

@@ -29,7 +29,7 @@ def test_shipped_config_parses_and_prices_the_demo_model() -> None:
 def test_shipped_config_prices_every_model_a_channel_serves() -> None:
     config = load_gateway_config(ROOT / "apirelay.yaml")
     served = {m for c in config.channels for m in c.models}
-    assert served == {m.id for m in config.models}
+    assert served <= {m.id for m in config.models}
     assert all(m.price is not None for m in config.models)
     mock = next(c for c in config.channels if c.name == "demo-mock")
     assert mock.models == ("demo", "demo-embed", "demo-image", "demo-whisper", "demo-tts")

@@ -16,6 +16,7 @@ from services.router.providers.base import (
     UpstreamRequest,
     Usage,
 )
+from services.router.relay_request import Operation
 
 USAGE = Usage(7, 3)
 COMPLETION = Completion(b'{"ok":1}', USAGE, "stop", "hi")
@@ -30,6 +31,7 @@ class FakeProvider:
     error: ProviderError | None = None
     requests: list[Any] = field(default_factory=list)
     closed: int = 0
+    native: bool = True  # False: a chat-only provider (relays nothing natively)
 
     async def complete(self, request: UpstreamRequest) -> Completion:
         """COMPLETION, or the scripted error."""
@@ -38,6 +40,10 @@ class FakeProvider:
     def stream(self, request: UpstreamRequest) -> AsyncGenerator[StreamPiece, None]:
         """The scripted pieces, then the scripted error."""
         return self._play(request)
+
+    def relays(self, operation: Operation) -> bool:
+        """`native` for every operation."""
+        return self.native
 
     async def relay(self, attempt: RelayAttempt) -> RelayAnswer:
         """ANSWER, or the scripted error."""

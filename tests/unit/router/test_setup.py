@@ -44,7 +44,7 @@ async def test_providers_are_built_per_channel_type(caplog: pytest.LogCaptureFix
 @pytest.mark.parametrize(
     ("channel", "fragment"),
     [
-        (ChannelEntry(name="c1", type="anthropic", models=()), "'anthropic'"),
+        (ChannelEntry(name="c1", type="carrier-pigeon", models=()), "'carrier-pigeon'"),
         (ChannelEntry(name="c2", type="openai", models=(), base_url=""), "base_url"),
     ],
 )

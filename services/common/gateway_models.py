@@ -1,0 +1,206 @@
+"""The model catalog of `apirelay.yaml`: entries, prices, capability flags and aliases.
+
+The file's models are merged over the built-in catalog (`builtin_models.yaml`, the
+well-known models with their vendors' public prices) unless `builtin_models: false`.
+An alias (`claude-sonnet-4` for a dated id) becomes an entry of its own, a copy of its
+model's with `alias_of` set: routing, pricing and /v1/models treat it like the model,
+and a channel serving either name serves both (sending the channel's id of the model).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+import yaml
+
+from services.common.units import AUDIO_SECOND, CHARACTER, image_unit
+
+INT64_MAX = 2**63 - 1
+BUILTIN_CATALOG = Path(__file__).with_name("builtin_models.yaml")
+CAPABILITIES = ("tools", "vision", "json")
+_TOKEN_PRICE_KEYS = ("prompt", "completion", "cached_prompt")
+# The YAML key of each single-unit price and the billing unit it prices.
+_UNIT_PRICE_KEYS = {"audio_second": AUDIO_SECOND, "character": CHARACTER}
+_PRICE_KEYS = (*_TOKEN_PRICE_KEYS, "images", *_UNIT_PRICE_KEYS)
+# An image size or quality becomes one segment of a unit name ("image/<size>/<quality>").
+_UNIT_PART = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+
+
+class ConfigError(ValueError):
+    """The configuration file is missing or invalid."""
+
+
+def _no_units() -> Mapping[str, int]:
+    return MappingProxyType({})
+
+
+@dataclass(frozen=True, slots=True)
+class ModelPrice:
+    """Integer nano-USD per token and per non-token unit (see services.common.units).
+
+    `prompt` and `completion` are both set or both None; None means the model is not
+    priced for tokens (a price of 0 must be explicit). None for `cached_prompt` means the
+    prompt price applies. `units` maps a unit name to its price, sorted by unit.
+    """
+
+    prompt: int | None = None
+    completion: int | None = None
+    cached_prompt: int | None = None
+    units: Mapping[str, int] = field(default_factory=_no_units)
+
+    @property
+    def prices_tokens(self) -> bool:
+        """Whether the model has token prices."""
+        return self.prompt is not None and self.completion is not None
+
+
+@dataclass(frozen=True, slots=True)
+class ModelEntry:
+    """One model of the catalog.
+
+    `context_window` is 0 when unknown. `tools`, `vision` and `json` say whether the
+    model takes function tools, image input and JSON mode. `aliases` are the other
+    names of a model; an alias's own entry has `alias_of` = the model's id.
+    """
+
+    id: str
+    owned_by: str = "apirelay"
+    created: int = 1_700_000_000
+    max_output_tokens: int = 4096
+    price: ModelPrice | None = None
+    context_window: int = 0
+    tools: bool = False
+    vision: bool = False
+    json: bool = False
+    aliases: tuple[str, ...] = ()
+    alias_of: str = ""
+
+    @property
+    def canonical(self) -> str:
+        """The id of the model this entry names (its own id unless it is an alias)."""
+        return self.alias_of or self.id
+
+
+def parse_models(raw: Any, source: str, builtin: bool) -> tuple[ModelEntry, ...]:
+    """The file's `models` list over the built-in catalog, aliases expanded."""
+    if raw is not None and not isinstance(raw, list):
+        raise ConfigError(f"{source}: models: expected a list")
+    own = [parse_model(m, f"{source}: models[{i}]") for i, m in enumerate(raw or [])]
+    _check_unique(own, source)
+    taken = {m.id for m in own} | {a for m in own for a in m.aliases}
+    # A built-in model the file redefines (by id or by one of its names) gives way.
+    base = [m for m in builtin_models() if m.id not in taken] if builtin else []
+    merged = [replace(m, aliases=tuple(a for a in m.aliases if a not in taken)) for m in base]
+    entries = [*merged, *own]
+    _check_unique(entries, source)
+    return tuple(entries) + tuple(
+        replace(m, id=alias, aliases=(), alias_of=m.id) for m in entries for alias in m.aliases
+    )
+
+
+def builtin_models() -> tuple[ModelEntry, ...]:
+    """The shipped catalog of well-known models and their public prices."""
+    raw = yaml.safe_load(BUILTIN_CATALOG.read_text(encoding="utf-8"))
+    where = str(BUILTIN_CATALOG.name)
+    return tuple(parse_model(m, f"{where}: models[{i}]") for i, m in enumerate(raw["models"]))
+
+
+def _check_unique(entries: list[ModelEntry], source: str) -> None:
+    seen: set[str] = set()
+    for entry in entries:
+        for name in (entry.id, *entry.aliases):
+            if name in seen:
+                raise ConfigError(f"{source}: model name {name!r} is defined twice")
+            seen.add(name)
+
+
+def int_at_least(value: Any, where: str, minimum: int = 0) -> int:
+    """`value` as an integer >= `minimum`, else ConfigError naming `where`."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ConfigError(f"{where}: expected an integer >= {minimum}, got {value!r}")
+    return value
+
+
+def parse_model(raw: Any, where: str) -> ModelEntry:
+    """One entry of a `models` list."""
+    if not isinstance(raw, dict) or not isinstance(raw.get("id"), str):
+        raise ConfigError(f"{where}: a model needs a string 'id'")
+    price = None if raw.get("price") is None else _price(raw["price"], f"{where}.price")
+    flags = _capabilities(raw.get("capabilities") or [], f"{where}.capabilities")
+    aliases = raw.get("aliases") or []
+    if not isinstance(aliases, list) or not all(isinstance(a, str) and a for a in aliases):
+        raise ConfigError(f"{where}.aliases: expected a list of model names")
+    return ModelEntry(
+        id=raw["id"],
+        owned_by=str(raw.get("owned_by", "apirelay")),
+        created=int_at_least(raw.get("created", 1_700_000_000), f"{where}.created"),
+        max_output_tokens=int_at_least(raw.get("max_output_tokens", 4096),
+                                       f"{where}.max_output_tokens", 1),
+        price=price,
+        context_window=int_at_least(raw.get("context_window", 0), f"{where}.context_window"),
+        tools="tools" in flags,
+        vision="vision" in flags,
+        json="json" in flags,
+        aliases=tuple(aliases),
+    )
+
+
+def _capabilities(raw: Any, where: str) -> frozenset[str]:
+    if not isinstance(raw, list) or not all(isinstance(c, str) for c in raw):
+        raise ConfigError(f"{where}: expected a list of {', '.join(CAPABILITIES)}")
+    for flag in raw:
+        if flag not in CAPABILITIES:
+            raise ConfigError(f"{where}: unknown capability {flag!r} "
+                              f"(known: {', '.join(CAPABILITIES)})")
+    return frozenset(raw)
+
+
+def _nanos(value: Any, where: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= INT64_MAX:
+        raise ConfigError(f"{where}: expected an integer price in nano-USD >= 0, got {value!r}")
+    return value
+
+
+def _price(raw: Any, where: str) -> ModelPrice:
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where}: expected a mapping")
+    for key in raw:
+        if key not in _PRICE_KEYS:
+            raise ConfigError(f"{where}: unknown price {key!r} (known: {', '.join(_PRICE_KEYS)})")
+    tokens = {k: _nanos(raw[k], f"{where}.{k}") for k in _TOKEN_PRICE_KEYS if k in raw}
+    if tokens and not {"prompt", "completion"} <= tokens.keys():
+        raise ConfigError(f"{where}: token prices need both 'prompt' and 'completion'")
+    units = _image_prices(raw["images"], f"{where}.images") if "images" in raw else {}
+    for key, unit in _UNIT_PRICE_KEYS.items():
+        if key in raw:
+            units[unit] = _nanos(raw[key], f"{where}.{key}")
+    if not tokens and not units:
+        raise ConfigError(f"{where}: expected token prices or unit prices")
+    return ModelPrice(
+        prompt=tokens.get("prompt"),
+        completion=tokens.get("completion"),
+        cached_prompt=tokens.get("cached_prompt"),
+        units=MappingProxyType(dict(sorted(units.items()))),
+    )
+
+
+def _image_prices(raw: Any, where: str) -> dict[str, int]:
+    """{size: {quality: nanos}} as unit prices ("image/<size>/<quality>": nanos)."""
+    if not isinstance(raw, dict) or not raw:
+        raise ConfigError(f"{where}: expected a mapping of image size to {{quality: price}}")
+    prices: dict[str, int] = {}
+    for size, qualities in raw.items():
+        if not isinstance(size, str) or not _UNIT_PART.fullmatch(size):
+            raise ConfigError(f"{where}: {size!r} is not an image size such as '1024x1024'")
+        if not isinstance(qualities, dict) or not qualities:
+            raise ConfigError(f"{where}.{size}: expected a mapping of quality to price")
+        for quality, nanos in qualities.items():
+            if not isinstance(quality, str) or not _UNIT_PART.fullmatch(quality):
+                raise ConfigError(f"{where}.{size}: {quality!r} is not an image quality")
+            prices[image_unit(size, quality)] = _nanos(nanos, f"{where}.{size}.{quality}")
+    return prices
