@@ -61,8 +61,32 @@ def _usd(text: str) -> int:
         raise CommandError(str(exc)) from exc
 
 
+# How auth's KeyLimits spell "not set" and "no limit".
+DEFAULT_LIMIT = 0
+NO_LIMIT = -1
+
+
+def key_limit(text: str) -> int:
+    """A `--rpm`-style value: a positive limit, or 0 / 'unlimited' for no limit (-1)."""
+    if text.strip().lower() in ("unlimited", "none"):
+        return NO_LIMIT
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number or 'unlimited', got {text!r}")
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"a limit must not be negative, got {value}")
+    # 0 meant "no limit" before keys had defaults; it still does on the command line.
+    return value or NO_LIMIT
+
+
 def _limits(args: argparse.Namespace) -> auth_pb2.KeyLimits:
-    return auth_pb2.KeyLimits(rpm=args.rpm, tpm=args.tpm, concurrency=args.concurrency)
+    return auth_pb2.KeyLimits(rpm=args.rpm, tpm=args.tpm, concurrency=args.concurrency,
+                              rpd=args.rpd)
+
+
+def _limit_text(value: int) -> str:
+    return "default" if value == DEFAULT_LIMIT else "unlimited" if value < 0 else str(value)
 
 
 def _wallet_line(name: str, wallet: billing_pb2.Wallet) -> str:
@@ -115,7 +139,8 @@ async def keys_list(client: AdminClient, args: argparse.Namespace) -> list[str]:
         metadata=client.metadata, timeout=CALL_TIMEOUT_S,
     )
     return [f"{k.key_id}\t{k.display_prefix}...\t{auth_pb2.KeyStatus.Name(k.status)}\t"
-            f"rpm={k.limits.rpm} tpm={k.limits.tpm} concurrency={k.limits.concurrency}\t"
+            f"rpm={_limit_text(k.limits.rpm)} tpm={_limit_text(k.limits.tpm)} "
+            f"concurrency={_limit_text(k.limits.concurrency)} rpd={_limit_text(k.limits.rpd)}\t"
             f"models={','.join(k.allowed_models) or '*'}" for k in reply.keys]
 
 

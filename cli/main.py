@@ -29,10 +29,12 @@ def _parser() -> argparse.ArgumentParser:
     kcreate = keys.add_parser("create", help="issue a key; prints the secret on the last line")
     kcreate.add_argument("--account", required=True)
     kcreate.add_argument("--name", default="", help="a label for the key")
-    kcreate.add_argument("--rpm", type=int, default=0, help="requests per minute (0 = no limit)")
-    kcreate.add_argument("--tpm", type=int, default=0, help="tokens per minute (0 = no limit)")
-    kcreate.add_argument("--concurrency", type=int, default=0,
-                         help="requests in flight (0 = no limit)")
+    # Omitted: the account group's or configured default (apirelay.yaml `limits:`).
+    for flag, what in (("rpm", "requests per minute"), ("tpm", "tokens per minute"),
+                       ("concurrency", "requests in flight"), ("rpd", "requests per day")):
+        kcreate.add_argument(f"--{flag}", type=admin.key_limit, default=admin.DEFAULT_LIMIT,
+                             metavar="N", help=f"{what} (0 or 'unlimited' = no limit; "
+                             "omitted = the configured default)")
     kcreate.add_argument("--models", help="comma-separated models the key may use (default all)")
     kcreate.set_defaults(handler=admin.keys_create)
     klist = keys.add_parser("list", help="list an account's keys")

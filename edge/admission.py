@@ -7,19 +7,16 @@ other one granted is undone, so a refused request never leaves a hold or a lease
 from __future__ import annotations
 
 import asyncio
-import math
-from collections.abc import Mapping
 from dataclasses import dataclass
 
 from edge.clients import Clients
-from edge.domain import Lease, LimitKind, LimitState, Principal, Reservation, ReserveDecision
+from edge.domain import Lease, Principal, Reservation, ReserveDecision
 from edge.errors import ApiError, UpstreamError, from_upstream
 from edge.estimate import Estimate
+from edge.limits import denial_message, ratelimit_headers, retry_after_s
 from edge.openai.errors import ErrorCode, ErrorType
 from edge.settlement import Settler
 
-_RATE_LIMITED = "Rate limit reached for {kind} per min. Please retry after {seconds}s."
-_TOO_MANY_IN_FLIGHT = "Too many requests in flight for this key. Please retry after {seconds}s."
 _INSUFFICIENT = "You exceeded your current quota: the account's balance is too low."
 _NOT_PRICED = (
     "The model '{model}' is not priced for this request; an operator must set its price "
@@ -44,12 +41,12 @@ async def admit(
     estimate: Estimate,
 ) -> Admission:
     """The granted lease and hold, or ApiError after undoing whichever was granted."""
-    acquire = clients.ratelimit.acquire(request_id, principal, estimate.total_tokens)
+    acquire = clients.ratelimit.acquire(request_id, principal, model, estimate.total_tokens)
     reserve = clients.billing.reserve(
         request_id, principal, model, estimate.prompt_tokens, estimate.max_completion_tokens,
         estimate.units,
     )
-    lease_id = clients.ratelimit.possible_lease_id(request_id, principal)
+    lease_id = clients.ratelimit.possible_lease_id(request_id, principal, model)
     both = asyncio.gather(acquire, reserve, return_exceptions=True)
     try:
         lease, hold = await asyncio.shield(both)
@@ -82,7 +79,7 @@ def _refusal(
     if isinstance(lease, UpstreamError):
         return from_upstream(lease)
     if isinstance(lease, Lease) and not lease.allowed:
-        return rate_limited(lease)
+        return rate_limited(lease, model)
     if isinstance(hold, UpstreamError):
         return from_upstream(hold)
     if isinstance(hold, Reservation):
@@ -99,35 +96,12 @@ def _refusal(
     return None
 
 
-def rate_limited(lease: Lease) -> ApiError:
+def rate_limited(lease: Lease, model: str) -> ApiError:
     """The 429 for a denied lease, with `retry-after` and the x-ratelimit-* headers."""
-    denied = next((s for s in lease.states if s.kind is lease.denied_by), None)
-    retry_after = max(1, math.ceil(denied.reset_after_s)) if denied else 1
+    retry_after = retry_after_s(lease.states, lease.denied)
     headers = dict(ratelimit_headers(lease.states))
     headers["retry-after"] = str(retry_after)
-    kind = lease.denied_by or LimitKind.RPM
-    template = _TOO_MANY_IN_FLIGHT if kind is LimitKind.CONCURRENCY else _RATE_LIMITED
-    message = template.format(kind=kind.value, seconds=retry_after)
+    message = denial_message(lease.denied, model, retry_after)
     return ApiError(
         429, ErrorType.RATE_LIMIT, message, code=ErrorCode.RATE_LIMIT_EXCEEDED, headers=headers
     )
-
-
-def ratelimit_headers(states: tuple[LimitState, ...]) -> Mapping[str, str]:
-    """OpenAI-style `x-ratelimit-{limit,remaining,reset}-{requests,tokens}` headers."""
-    headers: dict[str, str] = {}
-    for state in states:
-        suffix = state.kind.value
-        headers[f"x-ratelimit-limit-{suffix}"] = str(state.limit)
-        headers[f"x-ratelimit-remaining-{suffix}"] = str(max(0, state.remaining))
-        headers[f"x-ratelimit-reset-{suffix}"] = format_duration(state.reset_after_s)
-    return headers
-
-
-def format_duration(seconds: float) -> str:
-    """A duration as OpenAI writes it: "250ms", "1s", "6m0s"."""
-    if seconds < 1:
-        return f"{max(0, round(seconds * 1000))}ms"
-    minutes, secs = divmod(seconds, 60)
-    text = f"{secs:.3f}".rstrip("0").rstrip(".")
-    return f"{int(minutes)}m{text}s" if minutes >= 1 else f"{text}s"

@@ -20,16 +20,20 @@ from edge.keys import (
     CLIENTS,
     IDEMPOTENCY,
     LIFECYCLE,
+    LIMIT_POLICY,
     SETTINGS,
     SETTLER,
     Lifecycle,
 )
+from edge.limits import LimitPolicy
 from edge.middlewares import request_context, require_auth, stamp_processing_time
 from edge.router_client import RouterClient
 from edge.routes import setup_routes
 from edge.settlement import Settler
 from services.common.context import get_request_id
+from services.common.gateway_config import load_gateway_config
 from services.common.grpc_client import open_channel
+from services.common.limits_config import LimitsConfig
 from services.common.metrics import start_metrics_server
 
 logger = logging.getLogger(__name__)
@@ -47,6 +51,7 @@ def create_app(settings: Settings) -> web.Application:
     app = web.Application(client_max_size=max_size, middlewares=middlewares)
     app[SETTINGS] = settings
     app[LIFECYCLE] = Lifecycle()
+    app[LIMIT_POLICY] = limit_policy(settings)  # read now: a bad `limits:` fails at startup
     app.cleanup_ctx.append(_service_clients)
     app.cleanup_ctx.append(_settlement)
     app.cleanup_ctx.append(_idempotency)
@@ -60,7 +65,14 @@ def create_app(settings: Settings) -> web.Application:
     return app
 
 
-def open_clients(settings: Settings) -> Clients:
+def limit_policy(settings: Settings) -> LimitPolicy:
+    """The rate limits of requests: apirelay.yaml's `limits:` section, else the built-in ones."""
+    if not settings.config_path:
+        return LimitPolicy(LimitsConfig())
+    return LimitPolicy(load_gateway_config(settings.config_path).limits)
+
+
+def open_clients(settings: Settings, policy: LimitPolicy | None = None) -> Clients:
     """Channels to the four services and the typed clients over them."""
     timeout = settings.rpc_timeout_s
     channels = (
@@ -73,7 +85,8 @@ def open_clients(settings: Settings) -> Clients:
     limits = BatchLimits(settings.batch_max_in_flight, settings.batch_max_items)
     return Clients(
         auth=AuthClient(by_name["auth"], timeout),
-        ratelimit=RateLimitClient(by_name["ratelimit"], timeout, limits),
+        ratelimit=RateLimitClient(by_name["ratelimit"], timeout, limits,
+                                  policy or limit_policy(settings)),
         billing=BillingClient(by_name["billing"], timeout, limits),
         router=RouterClient(by_name["router"], timeout),
         channels=channels,
@@ -82,7 +95,7 @@ def open_clients(settings: Settings) -> Clients:
 
 async def _service_clients(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
-    clients = app[CLIENTS] = open_clients(settings)
+    clients = app[CLIENTS] = open_clients(settings, app[LIMIT_POLICY])
     cache = PrincipalCache(settings.auth_cache_ttl_s, settings.auth_cache_size)
     app[AUTHENTICATOR] = Authenticator(clients.auth, cache)
     app[CATALOG] = ModelCatalog(

@@ -24,7 +24,9 @@ from edge import translate
 from edge.batch_results import TaggedRelease, charged, outcomes, released
 from edge.batching import DEFAULT_MAX_BATCH, DEFAULT_MAX_IN_FLIGHT, Batcher
 from edge.domain import NO_UNITS, AuthOutcome, Lease, Principal, Reservation, Usage, UsageSource
+from edge.limits import LimitPolicy
 from edge.router_client import RouterClient, metadata, unary
+from services.common.limits_config import LimitsConfig
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,18 +55,26 @@ class AuthClient:
         return translate.auth_outcome(await unary("auth", call))
 
 
-NO_LEASE = Lease(allowed=True, lease_id="", denied_by=None, states=())
+NO_LEASE = Lease(allowed=True, lease_id="", denied=None, states=())
+DEFAULT_POLICY = LimitPolicy(LimitsConfig())
+
+
+def _same(response: ratelimit_pb2.AcquireLeaseResponse) -> ratelimit_pb2.AcquireLeaseResponse:
+    return response
 
 
 class RateLimitClient:
-    """RateLimitService: acquire and release leases, batched."""
+    """RateLimitService: acquire (every limit of a request at once) and release, batched."""
 
     def __init__(
-        self, channel: grpc.aio.Channel, timeout_s: float, limits: BatchLimits = BatchLimits()
+        self, channel: grpc.aio.Channel, timeout_s: float, limits: BatchLimits = BatchLimits(),
+        policy: LimitPolicy = DEFAULT_POLICY,
     ) -> None:
         self._stub: Any = ratelimit_pb2_grpc.RateLimitServiceStub(channel)
         self._timeout = timeout_s
-        self._acquires = Batcher[ratelimit_pb2.AcquireLeaseRequest, Lease](
+        self._policy = policy
+        self._acquires = Batcher[ratelimit_pb2.AcquireLeaseRequest,
+                                 ratelimit_pb2.AcquireLeaseResponse](
             self._acquire_batch, "acquire_lease",
             max_in_flight=limits.max_in_flight, max_batch=limits.max_batch,
         )
@@ -73,23 +83,25 @@ class RateLimitClient:
             max_in_flight=limits.max_in_flight, max_batch=limits.max_batch,
         )
 
-    async def acquire(self, request_id: str, principal: Principal, estimated_tokens: int) -> Lease:
-        """Check and consume every limit of the request at once.
+    async def acquire(
+        self, request_id: str, principal: Principal, model: str, estimated_tokens: int
+    ) -> Lease:
+        """Check and consume every limit of the request (key, account, key and model) at once.
 
-        A key without limits has nothing to count: no call is made and the lease is empty.
+        A request without limits has nothing to count: no call is made, the lease is empty.
         """
-        if principal.limits.unlimited:
+        rules = self._policy.rules(principal, model)
+        if not rules:
             return NO_LEASE
-        request = translate.acquire_request(request_id, principal, estimated_tokens)
-        return await self._acquires.submit(request)
+        request = translate.acquire_request(request_id, principal, model, rules, estimated_tokens)
+        return translate.lease(await self._acquires.submit(request), rules)
 
-    @staticmethod
-    def possible_lease_id(request_id: str, principal: Principal) -> str:
+    def possible_lease_id(self, request_id: str, principal: Principal, model: str) -> str:
         """The lease an acquire for this request may hold even if its answer was lost.
 
         The limiter uses the request id as the lease id; "" when no acquire was sent.
         """
-        return "" if principal.limits.unlimited else request_id
+        return request_id if self._policy.rules(principal, model) else ""
 
     async def release(
         self, request_id: str, lease_id: str, subject: str, actual_tokens: int
@@ -102,13 +114,13 @@ class RateLimitClient:
 
     async def _acquire_batch(
         self, items: Sequence[ratelimit_pb2.AcquireLeaseRequest]
-    ) -> list[Lease | Exception]:
+    ) -> list[ratelimit_pb2.AcquireLeaseResponse | Exception]:
         call = self._stub.AcquireLeases(
             ratelimit_pb2.AcquireLeasesRequest(leases=items), timeout=self._timeout,
             metadata=metadata(items[0].request_id),
         )
         results = (await unary("ratelimit", call)).results
-        return outcomes("ratelimit", results, len(items), translate.lease)
+        return outcomes("ratelimit", results, len(items), _same)
 
     async def _release_batch(self, items: Sequence[TaggedRelease]) -> list[bool | Exception]:
         call = self._stub.ReleaseLeases(

@@ -6,6 +6,8 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from services.common.gateway_config import CONFIG_ENV
+
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8080
 DEFAULT_AUTH_ADDR = "127.0.0.1:50051"
@@ -55,6 +57,8 @@ class Settings:
     idempotency_ttl_s: float = DEFAULT_IDEMPOTENCY_TTL_S
     idempotency_max_entries: int = DEFAULT_IDEMPOTENCY_MAX_ENTRIES
     redis_url: str = ""
+    # apirelay.yaml, for its `limits:` section; "" = the built-in default limits only.
+    config_path: str = ""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> Settings:
@@ -98,6 +102,7 @@ class Settings:
                 environ, "EDGE_IDEMPOTENCY_MAX_ENTRIES", DEFAULT_IDEMPOTENCY_MAX_ENTRIES
             ),
             redis_url=environ.get("EDGE_REDIS_URL", ""),
+            config_path=environ.get(CONFIG_ENV, ""),
         )
 
 

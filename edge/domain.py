@@ -8,22 +8,9 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 
 from services.common.charges import Tariff
+from services.common.limits_config import LimitValues
 
 NO_UNITS: Mapping[str, int] = MappingProxyType({})
-
-
-@dataclass(frozen=True, slots=True)
-class Limits:
-    """A key's rate limits; zero means unlimited."""
-
-    rpm: int = 0
-    tpm: int = 0
-    concurrency: int = 0
-
-    @property
-    def unlimited(self) -> bool:
-        """True when no limit applies, so there is nothing for the limiter to count."""
-        return not (self.rpm or self.tpm or self.concurrency)
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,7 +22,8 @@ class Principal:
     account_name: str
     group: str
     allowed_models: frozenset[str]
-    limits: Limits
+    # The key's own limits (None: the group's or configured default applies; 0: none).
+    limits: LimitValues
 
     def may_use(self, model: str) -> bool:
         """True if the key may call `model` (an empty allow-list allows every model)."""
@@ -87,11 +75,29 @@ class UsageSource(enum.IntEnum):
 
 
 class LimitKind(enum.Enum):
-    """Which limit a status describes."""
+    """Which limit a rule or status is about (values as in the `limits:` config)."""
 
-    RPM = "requests"
-    TPM = "tokens"
+    RPM = "rpm"
+    TPM = "tpm"
     CONCURRENCY = "concurrency"
+    RPD = "rpd"
+
+
+class LimitScope(enum.Enum):
+    """Whose capacity a limit counts."""
+
+    KEY = "key"
+    ACCOUNT = "account"  # all keys of the account together
+    KEY_MODEL = "key_model"  # one key on one model
+
+
+@dataclass(frozen=True, slots=True)
+class LimitRule:
+    """One limit a request is checked against."""
+
+    scope: LimitScope
+    kind: LimitKind
+    limit: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,15 +108,17 @@ class LimitState:
     limit: int
     remaining: int
     reset_after_s: float
+    scope: LimitScope = LimitScope.KEY
+    over_limit: bool = False  # this limit had no room for the request
 
 
 @dataclass(frozen=True, slots=True)
 class Lease:
-    """The limiter's answer to an acquire."""
+    """The limiter's answer to an acquire: `denied` is the first limit without room."""
 
     allowed: bool
     lease_id: str
-    denied_by: LimitKind | None
+    denied: LimitState | None
     states: tuple[LimitState, ...]
 
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from edge.admission import admit, ratelimit_headers
+from edge.admission import admit
 from edge.body import read_body, require_json, require_multipart
 from edge.catalog import require_model
 from edge.cost import COST_HEADER, CostReporter, add_cost_to_json, usd
@@ -36,6 +36,7 @@ from edge.keys import (
     SHOWN_REQUEST_ID,
     STARTED_AT,
 )
+from edge.limits import ratelimit_headers
 from edge.relay import StreamRelay, StreamSetup
 from edge.router_client import RouterStream
 from edge.settlement import Metering, Outcome

@@ -12,6 +12,7 @@ from edge.clients import Clients
 from edge.config import Settings
 from edge.domain import Principal
 from edge.idempotency import IdempotencyStore
+from edge.limits import LimitPolicy
 from edge.settlement import Settler
 
 
@@ -28,6 +29,7 @@ CLIENTS = web.AppKey("clients", Clients)
 AUTHENTICATOR = web.AppKey("authenticator", Authenticator)
 CATALOG = web.AppKey("catalog", ModelCatalog)
 SETTLER = web.AppKey("settler", Settler)
+LIMIT_POLICY = web.AppKey("limit_policy", LimitPolicy)
 IDEMPOTENCY: web.AppKey[IdempotencyStore] = web.AppKey("idempotency")
 
 # The request's id inside the system (holds, leases, logs): unique per request.

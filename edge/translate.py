@@ -17,7 +17,8 @@ from edge.domain import (
     CompletionFailure,
     Lease,
     LimitKind,
-    Limits,
+    LimitRule,
+    LimitScope,
     LimitState,
     ModelInfo,
     Operation,
@@ -30,6 +31,7 @@ from edge.domain import (
     UsageSource,
 )
 from services.common.charges import Tariff
+from services.common.limits_config import LimitValues
 
 _AUTH = {
     auth_pb2.AUTH_DECISION_ALLOWED: AuthOutcome.ALLOWED,
@@ -41,7 +43,11 @@ _LIMIT_KIND = {
     ratelimit_pb2.LIMIT_KIND_RPM: LimitKind.RPM,
     ratelimit_pb2.LIMIT_KIND_TPM: LimitKind.TPM,
     ratelimit_pb2.LIMIT_KIND_CONCURRENCY: LimitKind.CONCURRENCY,
+    ratelimit_pb2.LIMIT_KIND_RPD: LimitKind.RPD,
 }
+_PROTO_KIND = {kind: value for value, kind in _LIMIT_KIND.items()}
+# A key's own limit in auth's KeyLimits: 0 is "not set", -1 "no limit" (0 in LimitValues).
+_KEY_LIMIT_NOT_SET = 0
 _RESERVE = {
     billing_pb2.RESERVE_DECISION_RESERVED: ReserveDecision.RESERVED,
     billing_pb2.RESERVE_DECISION_INSUFFICIENT_BALANCE: ReserveDecision.INSUFFICIENT_BALANCE,
@@ -67,7 +73,8 @@ def auth_outcome(
     if outcome is not AuthOutcome.ALLOWED or not response.HasField("principal"):
         return (AuthOutcome.UNKNOWN_KEY if outcome is AuthOutcome.ALLOWED else outcome), None
     p = response.principal
-    limits = Limits(rpm=p.limits.rpm, tpm=p.limits.tpm, concurrency=p.limits.concurrency)
+    own = (p.limits.rpm, p.limits.tpm, p.limits.concurrency, p.limits.rpd)
+    limits = LimitValues(*(None if v == _KEY_LIMIT_NOT_SET else max(0, v) for v in own))
     principal = Principal(
         key_id=p.key_id,
         account_id=p.account_id,
@@ -80,36 +87,54 @@ def auth_outcome(
 
 
 def acquire_request(
-    request_id: str, principal: Principal, estimated_tokens: int
+    request_id: str, principal: Principal, model: str, rules: tuple[LimitRule, ...],
+    estimated_tokens: int,
 ) -> ratelimit_pb2.AcquireLeaseRequest:
-    """The limiter request for one chat request of `principal`."""
-    lim = principal.limits
+    """The limiter request for one request of `principal`: every rule, on its descriptor."""
     return ratelimit_pb2.AcquireLeaseRequest(
         request_id=request_id,
         subject=principal.key_id,
-        limits=ratelimit_pb2.Limits(rpm=lim.rpm, tpm=lim.tpm, concurrency=lim.concurrency),
         estimated_tokens=estimated_tokens,
+        rules=[
+            ratelimit_pb2.LimitRule(descriptor=descriptor(rule.scope, principal, model),
+                                    kind=_PROTO_KIND[rule.kind], limit=rule.limit)
+            for rule in rules
+        ],
     )
 
 
-def lease(response: ratelimit_pb2.AcquireLeaseResponse) -> Lease:
-    """The limiter's decision as a Lease."""
+def descriptor(scope: LimitScope, principal: Principal, model: str) -> ratelimit_pb2.Descriptor:
+    """What a scope's limits count: [key], [account] or [key, model] (domain "apirelay")."""
+    key = ratelimit_pb2.DescriptorEntry(key="key", value=principal.key_id)
+    if scope is LimitScope.ACCOUNT:
+        return ratelimit_pb2.Descriptor(
+            entries=[ratelimit_pb2.DescriptorEntry(key="account", value=principal.account_id)])
+    if scope is LimitScope.KEY_MODEL:
+        return ratelimit_pb2.Descriptor(
+            entries=[key, ratelimit_pb2.DescriptorEntry(key="model", value=model)])
+    return ratelimit_pb2.Descriptor(entries=[key])
+
+
+def lease(response: ratelimit_pb2.AcquireLeaseResponse, rules: tuple[LimitRule, ...]) -> Lease:
+    """The limiter's decision on `rules` as a Lease (rule statuses come in rule order)."""
     states = tuple(
         LimitState(
-            kind=_LIMIT_KIND[s.kind],
+            kind=rule.kind,
             limit=s.limit,
             remaining=s.remaining,
             reset_after_s=s.reset_after.seconds + s.reset_after.nanos / 1e9,
+            scope=rule.scope,
+            over_limit=s.over_limit,
         )
-        for s in response.statuses
-        if s.kind in _LIMIT_KIND
+        for rule, s in zip(rules, response.rule_statuses, strict=False)
     )
-    return Lease(
-        allowed=response.decision == ratelimit_pb2.LEASE_DECISION_ALLOWED,
-        lease_id=response.lease_id,
-        denied_by=_LIMIT_KIND.get(response.denied_by),
-        states=states,
-    )
+    allowed = response.decision == ratelimit_pb2.LEASE_DECISION_ALLOWED
+    denied = None
+    if not allowed:
+        denied_kind = _LIMIT_KIND.get(response.denied_by)
+        denied = next((s for s in states if s.over_limit), None) or next(
+            (s for s in states if s.kind is denied_kind), None)
+    return Lease(allowed=allowed, lease_id=response.lease_id, denied=denied, states=states)
 
 
 def reservation(response: billing_pb2.ReserveCreditResponse) -> Reservation:

@@ -64,13 +64,18 @@ class Decision(enum.Enum):
     ACCOUNT_DISABLED = "account_disabled"
 
 
+# A key limit of -1 means "no limit"; 0 means "not set" (see auth.proto's KeyLimits).
+UNLIMITED = -1
+
+
 @dataclass(frozen=True, slots=True)
 class Limits:
-    """Per-key rate limits; zero means unlimited."""
+    """A key's own rate limits: 0 = not set (the defaults apply), UNLIMITED = no limit."""
 
     rpm: int = 0
     tpm: int = 0
     concurrency: int = 0
+    rpd: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -293,5 +298,5 @@ def _check_key_spec(spec: KeySpec) -> None:
         if not model or len(model) > MAX_MODEL_ID_CHARS:
             raise InvalidArgument(f"allowed model ids must be 1-{MAX_MODEL_ID_CHARS} characters")
     limits = spec.limits
-    if min(limits.rpm, limits.tpm, limits.concurrency) < 0:
-        raise InvalidArgument("limits must not be negative")
+    if min(limits.rpm, limits.tpm, limits.concurrency, limits.rpd) < UNLIMITED:
+        raise InvalidArgument("a limit must be positive, 0 (the default) or -1 (no limit)")

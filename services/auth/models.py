@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import JSON, BigInteger, DateTime, ForeignKey, Integer, String
+from sqlalchemy import JSON, BigInteger, DateTime, ForeignKey, Integer, String, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 # SQLite only auto-increments an INTEGER PRIMARY KEY (the rowid alias).
@@ -47,5 +47,7 @@ class ApiKeyRow(Base):
     rpm: Mapped[int] = mapped_column(BigInteger)
     tpm: Mapped[int] = mapped_column(BigInteger)
     concurrency: Mapped[int] = mapped_column(BigInteger)
+    # Added after the first release: the server default fills rows of older databases.
+    rpd: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

@@ -118,7 +118,8 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
             account_id=request.account_id,
             name=request.name,
             allowed_models=tuple(request.allowed_models),
-            limits=Limits(request.limits.rpm, request.limits.tpm, request.limits.concurrency),
+            limits=Limits(request.limits.rpm, request.limits.tpm, request.limits.concurrency,
+                          request.limits.rpd),
         )
         issued = await self._admin.create_api_key(spec)
         KEYS_CREATED.inc()
@@ -146,7 +147,8 @@ def _timestamp(moment: datetime) -> timestamp_pb2.Timestamp:
 
 
 def _limits(limits: Limits) -> auth_pb2.KeyLimits:
-    return auth_pb2.KeyLimits(rpm=limits.rpm, tpm=limits.tpm, concurrency=limits.concurrency)
+    return auth_pb2.KeyLimits(rpm=limits.rpm, tpm=limits.tpm, concurrency=limits.concurrency,
+                              rpd=limits.rpd)
 
 
 def _auth_response(result: AuthResult) -> auth_pb2.AuthenticateKeyResponse:

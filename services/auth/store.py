@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
-from sqlalchemy import event, select, update
+from sqlalchemy import Connection, event, inspect, select, text, update
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
@@ -92,10 +92,24 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 
 
 async def create_schema(engine: AsyncEngine) -> None:
-    """Create missing tables. Alembic migrations replace this once the schema evolves."""
+    """Create missing tables and columns. Alembic migrations replace this later."""
     with _unavailable_on_failure():
         async with engine.begin() as conn:
             await conn.run_sync(Base.metadata.create_all)
+            await conn.run_sync(_add_missing_columns)
+
+
+# Columns added since the first release, with the DDL that adds them to an older table.
+_ADDED_COLUMNS = (("auth_api_keys", "rpd", "BIGINT NOT NULL DEFAULT 0"),)
+
+
+def _add_missing_columns(conn: Connection) -> None:
+    # create_all never alters an existing table; without this a database made by an
+    # older version would fail every key read (keys created then keep working).
+    inspector = inspect(conn)
+    for table, column, ddl in _ADDED_COLUMNS:
+        if column not in {c["name"] for c in inspector.get_columns(table)}:
+            conn.execute(text(f"ALTER TABLE {table} ADD COLUMN {column} {ddl}"))
 
 
 @contextmanager
@@ -179,6 +193,7 @@ class SqlAuthStore:
             rpm=key.limits.rpm,
             tpm=key.limits.tpm,
             concurrency=key.limits.concurrency,
+            rpd=key.limits.rpd,
             created_at=key.created_at.astimezone(UTC),
             revoked_at=None if key.revoked_at is None else key.revoked_at.astimezone(UTC),
         )
@@ -255,7 +270,7 @@ def _api_key(row: ApiKeyRow) -> ApiKey:
         display_prefix=row.display_prefix,
         status=KeyStatus(row.status),
         allowed_models=tuple(row.allowed_models),
-        limits=Limits(rpm=row.rpm, tpm=row.tpm, concurrency=row.concurrency),
+        limits=Limits(rpm=row.rpm, tpm=row.tpm, concurrency=row.concurrency, rpd=row.rpd),
         created_at=_utc(row.created_at),
         revoked_at=None if row.revoked_at is None else _utc(row.revoked_at),
     )

@@ -107,7 +107,7 @@ async def test_account_lifecycle(auth: Running) -> None:
 
 async def test_key_lifecycle_and_every_decision(auth: Running) -> None:
     account = await create_account(auth.stub, group="vip")
-    limits = auth_pb2.KeyLimits(rpm=60, tpm=9000, concurrency=3)
+    limits = auth_pb2.KeyLimits(rpm=60, tpm=9000, concurrency=-1, rpd=5000)
     keys_before = REGISTRY.get_sample_value("apirelay_auth_api_keys_created_total") or 0.0
     issued = await create_key(
         auth.stub, account.account_id, name="ci", allowed_models=["gpt-4o"], limits=limits
@@ -212,7 +212,7 @@ async def test_invalid_arguments(auth: Running) -> None:
         auth.stub.CreateAccount(auth_pb2.CreateAccountRequest(name="x" * 65), metadata=ADMIN),
         auth.stub.GetAccount(auth_pb2.GetAccountRequest(), metadata=ADMIN),
         auth.stub.CreateApiKey(auth_pb2.CreateApiKeyRequest(
-            account_id=account.account_id, limits=auth_pb2.KeyLimits(tpm=-5)), metadata=ADMIN),
+            account_id=account.account_id, limits=auth_pb2.KeyLimits(rpd=-2)), metadata=ADMIN),
         auth.stub.CreateApiKey(auth_pb2.CreateApiKeyRequest(), metadata=ADMIN),
         auth.stub.ListApiKeys(auth_pb2.ListApiKeysRequest(), metadata=ADMIN),
         auth.stub.RevokeApiKey(auth_pb2.RevokeApiKeyRequest(), metadata=ADMIN),

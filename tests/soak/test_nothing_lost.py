@@ -72,7 +72,8 @@ async def _one(http: httpx.AsyncClient, sdk: openai.AsyncOpenAI, rng: random.Ran
 async def test_nothing_is_lost_under_load(stack: Stack) -> None:
     seconds = float(os.environ.get("SOAK_SECONDS", "60"))
     account = await stack.account(CREDIT)
-    _, secret = await stack.key(account, concurrency=CONCURRENCY_LIMIT)
+    # Only concurrency is limited: no RPM/TPM default may refuse the soak's load.
+    _, secret = await stack.key(account, concurrency=CONCURRENCY_LIMIT, rpm=-1, tpm=-1)
     sdk = openai.AsyncOpenAI(base_url=stack.base_url, api_key=secret, max_retries=0)
     headers = {"authorization": f"Bearer {secret}"}
     outcomes: dict[str, int] = {}

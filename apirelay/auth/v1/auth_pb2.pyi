@@ -102,29 +102,37 @@ Global___AccountStatus: _TypeAlias = AccountStatus  # noqa: Y015
 
 @_typing.final
 class KeyLimits(_message.Message):
-    """KeyLimits are the per-key rate limits. Zero means unlimited."""
+    """KeyLimits are a key's own rate limits. Each field: 0 means "not set" (the key takes
+    the limit of its account group or the configured default, else the built-in default:
+    3000 RPM, 1,000,000 TPM, 100 concurrent, no RPD); -1 means no limit;
+    a positive number is the limit. Anything below -1 is refused.
+    """
 
     DESCRIPTOR: _descriptor.Descriptor
 
     RPM_FIELD_NUMBER: _builtins.int
     TPM_FIELD_NUMBER: _builtins.int
     CONCURRENCY_FIELD_NUMBER: _builtins.int
+    RPD_FIELD_NUMBER: _builtins.int
     rpm: _builtins.int
     """Requests per minute."""
     tpm: _builtins.int
     """Tokens (prompt plus completion) per minute."""
     concurrency: _builtins.int
     """Requests in flight at once."""
+    rpd: _builtins.int
+    """Requests per day."""
     def __init__(
         self,
         *,
         rpm: _builtins.int = ...,
         tpm: _builtins.int = ...,
         concurrency: _builtins.int = ...,
+        rpd: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["concurrency", b"concurrency", "rpm", b"rpm", "tpm", b"tpm"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["concurrency", b"concurrency", "rpd", b"rpd", "rpm", b"rpm", "tpm", b"tpm"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -491,7 +499,7 @@ class CreateApiKeyRequest(_message.Message):
 
     @_builtins.property
     def limits(self) -> Global___KeyLimits:
-        """Rate limits; zero fields mean unlimited."""
+        """Rate limits; zero fields take the defaults, -1 means no limit (see KeyLimits)."""
 
     def __init__(
         self,

@@ -121,21 +121,28 @@ class FakeRateLimit(ratelimit_pb2_grpc.RateLimitServiceServicer):
         ])
 
     def _decide(self, request: Any) -> ratelimit_pb2.AcquireLeaseResponse:
+        """One status per rule: RPM waits `reset_after_s`, TPM 250 ms with 10,000 used;
+        the rules of kind `deny_by` are over the limit."""
         seconds = int(self.reset_after_s)
         reset = Duration(seconds=seconds, nanos=int((self.reset_after_s - seconds) * 1e9))
-        statuses = [
-            ratelimit_pb2.LimitStatus(kind=ratelimit_pb2.LIMIT_KIND_RPM, limit=60,
-                                      remaining=0 if self.deny_by else 59, reset_after=reset),
-            ratelimit_pb2.LimitStatus(kind=ratelimit_pb2.LIMIT_KIND_TPM, limit=100_000,
-                                      remaining=90_000, reset_after=Duration(nanos=250_000_000)),
-        ]
+        statuses = []
+        for rule in request.rules:
+            over = rule.kind == self.deny_by
+            used = 10_000 if rule.kind == ratelimit_pb2.LIMIT_KIND_TPM else 1
+            status = ratelimit_pb2.LimitStatus(
+                kind=rule.kind, limit=rule.limit, over_limit=over,
+                remaining=0 if over else rule.limit - used,
+                reset_after=Duration(nanos=250_000_000)
+                if rule.kind == ratelimit_pb2.LIMIT_KIND_TPM else reset,
+            )
+            statuses.append(status)
         if self.deny_by:
             return ratelimit_pb2.AcquireLeaseResponse(
                 decision=ratelimit_pb2.LEASE_DECISION_DENIED, denied_by=self.deny_by,
-                statuses=statuses,
+                rule_statuses=statuses,
             )
         return ratelimit_pb2.AcquireLeaseResponse(
-            decision=ratelimit_pb2.LEASE_DECISION_ALLOWED, statuses=statuses,
+            decision=ratelimit_pb2.LEASE_DECISION_ALLOWED, rule_statuses=statuses,
             lease_id=request.request_id,
         )
 

@@ -9,6 +9,7 @@ import grpc
 import orjson
 import pytest
 
+from apirelay.auth.v1 import auth_pb2
 from apirelay.billing.v1 import billing_pb2
 from apirelay.common.v1 import usage_pb2
 from apirelay.ratelimit.v1 import ratelimit_pb2
@@ -22,6 +23,7 @@ PATH = "/v1/chat/completions"
 PROMPT = "Say hi"
 # 3 reply tokens + 4 per message + the text.
 PROMPT_ESTIMATE = 3 + 4 + estimate_tokens(PROMPT)
+KEY_ENTRY = ratelimit_pb2.DescriptorEntry(key="key", value="key_1")
 
 
 def chat(**extra: Any) -> dict[str, Any]:
@@ -65,7 +67,11 @@ async def test_success_relays_body_and_settles_reported_usage(edge: Edge) -> Non
     (rid, acquire), = edge.fakes.ratelimit.acquires
     assert from_client(rid) == "client-rid-1" and rid != "client-rid-1"  # unique inside
     assert acquire.estimated_tokens == PROMPT_ESTIMATE + 20
-    assert acquire.limits.rpm == 60
+    assert [(list(r.descriptor.entries), r.kind, r.limit) for r in acquire.rules] == [
+        ([KEY_ENTRY], ratelimit_pb2.LIMIT_KIND_RPM, 60),
+        ([KEY_ENTRY], ratelimit_pb2.LIMIT_KIND_TPM, 100_000),
+        ([KEY_ENTRY], ratelimit_pb2.LIMIT_KIND_CONCURRENCY, 4),
+    ]
     reserve, = edge.fakes.billing.reserves
     assert (reserve.prompt_tokens, reserve.max_completion_tokens) == (PROMPT_ESTIMATE, 20)
     await edge.settled()
@@ -78,10 +84,23 @@ async def test_success_relays_body_and_settles_reported_usage(edge: Edge) -> Non
     assert (lease.lease_id, lease.subject, lease.actual_tokens) == (rid, "key_1", 18)
 
 
+async def test_a_key_without_its_own_limits_gets_the_defaults(edge: Edge) -> None:
+    plain = "sk-plain"
+    edge.fakes.auth.keys[plain] = principal("key_plain")
+    edge.fakes.auth.keys[plain].limits.Clear()
+    status, headers, _ = await post(edge, chat(), secret=plain)
+    assert status == 200 and headers["x-ratelimit-limit-requests"] == "3000"
+    (_, acquire), = edge.fakes.ratelimit.acquires
+    assert [(r.kind, r.limit) for r in acquire.rules] == [
+        (ratelimit_pb2.LIMIT_KIND_RPM, 3000), (ratelimit_pb2.LIMIT_KIND_TPM, 1_000_000),
+        (ratelimit_pb2.LIMIT_KIND_CONCURRENCY, 100)]
+
+
 async def test_key_without_limits_skips_the_limiter(edge: Edge) -> None:
     unlimited = "sk-unlimited"
     edge.fakes.auth.keys[unlimited] = principal("key_free")
-    edge.fakes.auth.keys[unlimited].limits.Clear()
+    edge.fakes.auth.keys[unlimited].limits.CopyFrom(
+        auth_pb2.KeyLimits(rpm=-1, tpm=-1, concurrency=-1))
     status, headers, _ = await post(edge, chat(), secret=unlimited)
     assert status == 200
     assert not any(h.startswith("x-ratelimit") for h in headers)

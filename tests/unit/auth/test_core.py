@@ -9,6 +9,7 @@ import re
 import pytest
 
 from services.auth.core import (
+    UNLIMITED,
     AccountAdmin,
     AccountStatus,
     ApiKey,
@@ -147,9 +148,10 @@ async def test_create_api_key_for_unknown_account(admin: AccountAdmin) -> None:
     "spec",
     [
         KeySpec(""),
-        KeySpec("ACCOUNT", limits=Limits(rpm=-1)),
-        KeySpec("ACCOUNT", limits=Limits(tpm=-1)),
-        KeySpec("ACCOUNT", limits=Limits(concurrency=-1)),
+        KeySpec("ACCOUNT", limits=Limits(rpm=-2)),
+        KeySpec("ACCOUNT", limits=Limits(tpm=-2)),
+        KeySpec("ACCOUNT", limits=Limits(concurrency=-2)),
+        KeySpec("ACCOUNT", limits=Limits(rpd=-2)),
         KeySpec("ACCOUNT", allowed_models=("gpt-4o", "")),
         KeySpec("ACCOUNT", name="n" * 129),
     ],
@@ -160,6 +162,17 @@ async def test_create_api_key_rejects_bad_specs(admin: AccountAdmin, spec: KeySp
         spec = KeySpec(account.account_id, spec.name, spec.allowed_models, spec.limits)
     with pytest.raises(InvalidArgument):
         await admin.create_api_key(spec)
+
+
+async def test_a_key_may_say_unlimited_or_leave_a_limit_to_the_defaults(
+    admin: AccountAdmin, verifier: KeyVerifier
+) -> None:
+    account = await admin.create_account("unlimited")
+    limits = Limits(rpm=UNLIMITED, tpm=0, concurrency=5, rpd=UNLIMITED)
+    issued = await admin.create_api_key(KeySpec(account.account_id, limits=limits))
+    assert issued.key.limits == limits
+    result = await verifier.authenticate(issued.secret)
+    assert result.principal is not None and result.principal.limits == limits
 
 
 async def test_list_api_keys(admin: AccountAdmin) -> None:
@@ -197,7 +210,7 @@ async def test_authenticate_allowed_returns_the_principal(
 ) -> None:
     account = await admin.create_account("caller", group="vip")
     issued = await admin.create_api_key(
-        KeySpec(account.account_id, allowed_models=("m1",), limits=Limits(5, 6, 7))
+        KeySpec(account.account_id, allowed_models=("m1",), limits=Limits(5, 6, 7, 8))
     )
     result = await verifier.authenticate(issued.secret)
     assert result.decision is Decision.ALLOWED
@@ -206,7 +219,7 @@ async def test_authenticate_allowed_returns_the_principal(
     assert (p.key_id, p.account_id, p.account_name, p.group) == (
         issued.key.key_id, account.account_id, "caller", "vip",
     )
-    assert (p.allowed_models, p.limits) == (("m1",), Limits(5, 6, 7))
+    assert (p.allowed_models, p.limits) == (("m1",), Limits(5, 6, 7, 8))
 
 
 async def test_authenticate_unknown_well_formed_secret_reads_once(

@@ -6,10 +6,11 @@ import grpc
 import pytest
 
 from edge.auth import Authenticator, PrincipalCache, bearer_secret, secret_digest
-from edge.domain import AuthOutcome, Limits, Principal
+from edge.domain import AuthOutcome, Principal
 from edge.errors import ApiError, UpstreamError
+from services.common.limits_config import LimitValues
 
-ALICE = Principal("k1", "a1", "alice", "default", frozenset(), Limits(60, 1000, 2))
+ALICE = Principal("k1", "a1", "alice", "default", frozenset(), LimitValues(60, 1000, 2))
 
 
 class FakeClock:

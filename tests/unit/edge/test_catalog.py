@@ -6,8 +6,9 @@ import grpc
 import pytest
 
 from edge.catalog import ModelCatalog, require_model
-from edge.domain import Limits, ModelInfo, Principal
+from edge.domain import ModelInfo, Principal
 from edge.errors import ApiError, UpstreamError
+from services.common.limits_config import LimitValues
 
 
 class FakeClock:
@@ -80,8 +81,8 @@ async def test_router_down_serves_the_stale_catalog_or_503_without_one() -> None
 
 async def test_require_model_404_then_403() -> None:
     models, _, _ = catalog()
-    everyone = Principal("k", "a", "n", "g", frozenset(), Limits())
-    only_b = Principal("k", "a", "n", "g", frozenset({"b"}), Limits())
+    everyone = Principal("k", "a", "n", "g", frozenset(), LimitValues())
+    only_b = Principal("k", "a", "n", "g", frozenset({"b"}), LimitValues())
     assert (await require_model(models, everyone, "a")).id == "a"
     with pytest.raises(ApiError) as caught:
         await require_model(models, everyone, "nope")

@@ -81,3 +81,9 @@ def test_batch_limits() -> None:
     assert (settings.batch_max_in_flight, settings.batch_max_items) == (4, 32)
     with pytest.raises(ValueError, match="EDGE_BATCH_MAX_ITEMS"):
         Settings.from_env({"EDGE_BATCH_MAX_ITEMS": "0"})
+
+
+def test_the_config_file_is_apirelay_config() -> None:
+    assert Settings.from_env({}).config_path == ""
+    assert Settings.from_env({"APIRELAY_CONFIG": "/etc/apirelay.yaml"}).config_path == (
+        "/etc/apirelay.yaml")
