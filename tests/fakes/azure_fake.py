@@ -3,11 +3,12 @@
 It speaks the OpenAI wire format below `/openai/deployments/{deployment}/...` and
 refuses what Azure refuses: a missing or wrong `api-key` (401), a missing `api-version`
 (404, as Azure answers). Scriptable: an HTTP error for the next requests, usage left
-out. Every request is recorded.
+out, or queued `ScriptedAnswer`s for the next chat requests. Every request is recorded.
 """
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -15,6 +16,8 @@ from typing import Any
 
 import orjson
 from aiohttp import web
+
+from tests.fakes.openai_script import ScriptedAnswer
 
 AZURE_KEY = "azure-fake-key-0123456789abcdef"
 REPLY_WORDS = ("Hello", " from", " Azure", ".")
@@ -39,6 +42,7 @@ class AzureFake:
     calls: list[AzureCall] = field(default_factory=list)
     fail_status: int = 0
     omit_usage: bool = False
+    scripted: deque[ScriptedAnswer] = field(default_factory=deque)
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         """Check the Azure conventions, then answer like the deployment's model."""
@@ -56,6 +60,8 @@ class AzureFake:
             return web.json_response(_embeddings(deployment))
         if operation != "chat/completions":
             return _error(404, "404", "Resource not found")
+        if self.scripted:
+            return await self._scripted(request, body, self.scripted.popleft())
         if body.get("stream"):
             return await self._stream(request, deployment, body)
         return web.json_response(self._completion(deployment))
@@ -92,6 +98,19 @@ class AzureFake:
         options = body.get("stream_options")
         if isinstance(options, dict) and options.get("include_usage") and not self.omit_usage:
             await response.write(_event({**_chunk(deployment, []), "usage": self._usage()}))
+        await response.write(b"data: [DONE]\n\n")
+        return response
+
+    async def _scripted(self, request: web.Request, body: Mapping[str, Any],
+                        answer: ScriptedAnswer) -> web.StreamResponse:
+        if answer.status:
+            return _error(answer.status, str(answer.status), "scripted failure")
+        if not body.get("stream"):
+            return web.json_response(answer.completion)
+        response = web.StreamResponse(headers={"content-type": "text/event-stream"})
+        await response.prepare(request)
+        for chunk in answer.stream(body):
+            await response.write(_event(chunk))
         await response.write(b"data: [DONE]\n\n")
         return response
 
