@@ -1,9 +1,11 @@
 """A fake Gemini API (Google Generative Language, v1beta) on 127.0.0.1, for tests.
 
 It serves (under /v1beta and /v1) `models/<m>:generateContent`, `:streamGenerateContent?alt=sse`,
-`:embedContent` and `:batchEmbedContents` in Google's wire format (proven by driving it
-with the official `google-genai` SDK), records every request, and is scriptable:
-the answer (`answer`) and stream events (`events`), failures with Google's error JSON
+`:embedContent`, `:batchEmbedContents` and Imagen's `:predict` in Google's wire format
+(proven by driving it with the official `google-genai` SDK), records every request, and is
+scriptable: the answer (`answer`, also the media answers: `image_part`, `audio_part`),
+Imagen's (`predictions`, by default one PNG per sampleCount), stream events (`events`),
+failures with Google's error JSON
 (`fail`), latency before answering, a dropped connection mid-stream (`drop_after`), and
 answers without usageMetadata (build them with `usage=None`). A wrong `x-goog-api-key`
 gets Google's 400 API_KEY_INVALID.
@@ -12,6 +14,7 @@ gets Google's 400 API_KEY_INVALID.
 from __future__ import annotations
 
 import asyncio
+import base64
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -22,6 +25,8 @@ import pydantic
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 from google.genai import types
+
+from services.router.providers.mock_media import TINY_PNG_B64
 
 FAKE_KEY = "gemini-fake-key-0123456789"
 MODEL_VERSION = "gemini-2.5-flash"
@@ -39,6 +44,14 @@ _GENERATE_FIELDS: dict[str, Any] = {
     "toolConfig": pydantic.TypeAdapter(types.ToolConfig),
     "generationConfig": pydantic.TypeAdapter(types.GenerationConfig),
 }
+# On the wire generationConfig also holds imageConfig, which the SDK's type lacks.
+_IMAGE_CONFIG = pydantic.TypeAdapter(types.ImageConfig)
+# Imagen's :predict body: instances of prompts and its parameters (Google's names).
+_PREDICT_PARAMETERS = frozenset({"sampleCount", "aspectRatio", "personGeneration",
+                                 "imageSize", "negativePrompt", "outputOptions"})
+# A valid 1x1 PNG, Imagen's default image.
+PNG = base64.b64decode(TINY_PNG_B64)
+PCM_TYPE = "audio/L16;codec=pcm;rate=24000"
 _EMBED_FIELDS: dict[str, Any] = {
     "model": pydantic.TypeAdapter(str),
     "content": pydantic.TypeAdapter(types.Content),
@@ -90,6 +103,21 @@ def call_part(name: str, args: Json, signature: str = "") -> Json:
     return part
 
 
+def image_part(data: bytes = PNG, mime: str = "image/png") -> Json:
+    """An inlineData part holding an image, as a Gemini image model answers."""
+    return {"inlineData": {"mimeType": mime, "data": base64.b64encode(data).decode()}}
+
+
+def audio_part(pcm: bytes, mime: str = PCM_TYPE) -> Json:
+    """An inlineData part holding 16-bit PCM, as a Gemini TTS model answers."""
+    return {"inlineData": {"mimeType": mime, "data": base64.b64encode(pcm).decode()}}
+
+
+def prediction(data: bytes = PNG, mime: str = "image/png") -> Json:
+    """One Imagen prediction."""
+    return {"bytesBase64Encoded": base64.b64encode(data).decode(), "mimeType": mime}
+
+
 def error_body(status: int, message: str, reason: str = "") -> Json:
     """Google's error JSON for an HTTP status."""
     error: Json = {"code": status, "message": message,
@@ -124,6 +152,7 @@ class GeminiFake:
     latency_s: float = 0.0
     drop_after: int | None = None
     failures: list[tuple[int, Json]] = field(default_factory=list)
+    predictions: list[Json] | None = None  # None: one PNG per sampleCount
     received: list[Recorded] = field(default_factory=list)
     dropped: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -157,6 +186,10 @@ class GeminiFake:
             return _json(200, {"embedding": _embedding(body)})
         if method == "batchEmbedContents":
             return _json(200, {"embeddings": [_embedding(r) for r in body["requests"]]})
+        if method == "predict":
+            count = body.get("parameters", {}).get("sampleCount", 1)
+            answer = [prediction()] * count if self.predictions is None else self.predictions
+            return _json(200, {"predictions": answer} if answer else {})
         return _json(404, error_body(404, f"method {method} is not found"))
 
     async def _stream(self, request: web.Request) -> web.StreamResponse:
@@ -176,7 +209,17 @@ class GeminiFake:
 
 def _invalid(method: str, body: Json) -> str | None:
     """Why Google would refuse the body (unknown or mistyped fields), else None."""
+    if method == "predict":
+        return _invalid_predict(body)
     if method in ("generateContent", "streamGenerateContent"):
+        config = body.get("generationConfig")
+        if isinstance(config, dict) and "imageConfig" in config:
+            body = {**body, "generationConfig": {
+                k: v for k, v in config.items() if k != "imageConfig"}}
+            try:
+                _IMAGE_CONFIG.validate_python(config["imageConfig"])
+            except pydantic.ValidationError as exc:
+                return f"Invalid value at 'imageConfig': {exc.errors()[0]['msg']}"
         checks = [(body, _GENERATE_FIELDS)]
     elif method == "embedContent":
         checks = [(body, _EMBED_FIELDS)]
@@ -192,6 +235,22 @@ def _invalid(method: str, body: Json) -> str | None:
                 known[name].validate_python(value)
             except pydantic.ValidationError as exc:
                 return f"Invalid value at '{name}': {exc.errors()[0]['msg']}"
+    return None
+
+
+def _invalid_predict(body: Json) -> str | None:
+    """Why Imagen would refuse a :predict body, else None."""
+    instances = body.get("instances")
+    if (not isinstance(instances, list) or len(instances) != 1
+            or not isinstance(instances[0].get("prompt"), str)):
+        return "Invalid value at 'instances': one instance with a prompt is required"
+    unknown = set(body) - {"instances", "parameters"} | (
+        set(body.get("parameters", {})) - _PREDICT_PARAMETERS)
+    if unknown:
+        return f'Invalid JSON payload received. Unknown name "{min(unknown)}"'
+    count = body.get("parameters", {}).get("sampleCount", 1)
+    if not isinstance(count, int) or not 1 <= count <= 4:
+        return "Invalid sample count: it must be from 1 to 4"
     return None
 
 

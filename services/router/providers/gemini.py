@@ -3,8 +3,10 @@
 Chat goes to `models/<model>:generateContent` (non-streaming) and
 `:streamGenerateContent?alt=sse` (streaming), translated both ways by
 `gemini_request`, `gemini_response` and `gemini_stream`; embeddings go to
-`embedContent` / `batchEmbedContents` (`gemini_embeddings`). Gemini serves no other
-OpenAI endpoint: `relays` says so, and the router does not pick the channel for them.
+`embedContent` / `batchEmbedContents` (`gemini_embeddings`); images go to Imagen's
+`predict` or a Gemini image model (`gemini_media`), speech, transcriptions and
+translations to generateContent (`gemini_audio`). Gemini serves no other OpenAI
+endpoint: `relays` says so, and the router does not pick the channel for them.
 Multi-turn tool use with thinking models works because every tool call id carries its
 thought signature back (`gemini_ids`).
 """
@@ -26,8 +28,10 @@ from services.router.providers.base import (
     StreamPiece,
     UpstreamRequest,
 )
+from services.router.providers.gemini_audio import relay_speech, relay_transcript, stream_speech
 from services.router.providers.gemini_embeddings import relay_embeddings
 from services.router.providers.gemini_http import GeminiHTTP
+from services.router.providers.gemini_media import relay_images
 from services.router.providers.gemini_request import gemini_body
 from services.router.providers.gemini_response import completion_of
 from services.router.providers.gemini_stream import GeminiStream, finishes
@@ -38,6 +42,8 @@ from services.router.relay_request import Operation
 UNREACHABLE = "the upstream is unreachable"
 CONNECTION_FAILED = "the upstream connection failed"
 NOT_SERVED = "the channel does not serve this endpoint"
+SERVED = frozenset({Operation.EMBEDDINGS, Operation.IMAGE_GENERATIONS, Operation.AUDIO_SPEECH,
+                    Operation.AUDIO_TRANSCRIPTIONS, Operation.AUDIO_TRANSLATIONS})
 
 
 class GeminiProvider:
@@ -83,16 +89,25 @@ class GeminiProvider:
             response.release()
 
     def relays(self, operation: Operation) -> bool:
-        """Only embeddings, besides chat."""
-        return operation is Operation.EMBEDDINGS
+        """Embeddings, image generations, speech, transcriptions and translations."""
+        return operation in SERVED
 
     async def relay(self, attempt: RelayAttempt) -> RelayAnswer:
-        """Embeddings (see `gemini_embeddings`); nothing else is served."""
-        if attempt.request.operation is not Operation.EMBEDDINGS:
-            raise UpstreamUnavailable(0, NOT_SERVED)
-        return await relay_embeddings(self._http, attempt)
+        """One of the SERVED endpoints; nothing else is served."""
+        operation = attempt.request.operation
+        if operation is Operation.EMBEDDINGS:
+            return await relay_embeddings(self._http, attempt)
+        if operation is Operation.IMAGE_GENERATIONS:
+            return await relay_images(self._http, attempt)
+        if operation is Operation.AUDIO_SPEECH:
+            return await relay_speech(self._http, attempt)
+        if operation in SERVED:
+            return await relay_transcript(self._http, attempt)
+        raise UpstreamUnavailable(0, NOT_SERVED)
 
     async def relay_stream(self, attempt: RelayAttempt) -> AsyncGenerator[RelayPiece, None]:
-        """No relayed endpoint streams on Gemini."""
-        raise UpstreamUnavailable(0, NOT_SERVED)
-        yield RelayPiece(None)  # pragma: no cover - makes this an async generator
+        """Only speech streams (as pieces of audio)."""
+        if attempt.request.operation is not Operation.AUDIO_SPEECH:
+            raise UpstreamUnavailable(0, NOT_SERVED)
+        async for piece in stream_speech(self._http, attempt):
+            yield piece

@@ -187,8 +187,12 @@ async def test_embeddings_of_token_arrays_are_rejected(
     assert not fake.received
 
 
-async def test_relays_only_embeddings(fake: GeminiFake, session: aiohttp.ClientSession) -> None:
+async def test_relays_only_what_gemini_offers(
+    fake: GeminiFake, session: aiohttp.ClientSession
+) -> None:
     provider = _provider(fake, session)
-    assert [op for op in Operation if provider.relays(op)] == [Operation.EMBEDDINGS]
+    assert {op for op in Operation if provider.relays(op)} == {
+        Operation.EMBEDDINGS, Operation.IMAGE_GENERATIONS, Operation.AUDIO_SPEECH,
+        Operation.AUDIO_TRANSCRIPTIONS, Operation.AUDIO_TRANSLATIONS}
     with pytest.raises(UpstreamUnavailable):
         await provider.relay(attempt(relay_request(Operation.COMPLETIONS, {"prompt": "x"})))
