@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -12,6 +12,7 @@ import grpc
 
 from apirelay.auth.v1 import auth_pb2, auth_pb2_grpc
 from apirelay.billing.v1 import billing_pb2, billing_pb2_grpc
+from apirelay.router.v1 import router_pb2_grpc
 from cli.addresses import Addresses
 from cli.home import Home
 from services.common.grpc_client import open_channel
@@ -26,12 +27,13 @@ class CommandError(Exception):
 
 @dataclass(slots=True)
 class AdminClient:
-    """Stubs of auth and billing plus the admin credentials for every call."""
+    """Stubs of auth, billing and router plus the admin credentials for every call."""
 
     # grpc.aio stubs: mypy-protobuf types them as sync stubs, hence Any.
     auth: Any
     billing: Any
     metadata: tuple[tuple[str, str], ...]
+    router: Any = None
 
     async def account(self, name: str) -> auth_pb2.Account:
         """The account called `name`."""
@@ -178,10 +180,12 @@ async def run_admin(args: argparse.Namespace, environ: Mapping[str, str] = os.en
     addresses = Addresses.from_env(environ)
     auth_channel = open_channel(addresses.dial("auth", environ))
     billing_channel = open_channel(addresses.dial("billing", environ))
+    router_channel = open_channel(addresses.dial("router", environ))
     client = AdminClient(
         auth_pb2_grpc.AuthServiceStub(auth_channel),
         billing_pb2_grpc.BillingServiceStub(billing_channel),
         (("authorization", f"Bearer {admin_key}"),),
+        router_pb2_grpc.RouterServiceStub(router_channel),
     )
     try:
         return list(await args.handler(client, args))
@@ -190,6 +194,20 @@ async def run_admin(args: argparse.Namespace, environ: Mapping[str, str] = os.en
     finally:
         await auth_channel.close()
         await billing_channel.close()
+        await router_channel.close()
+
+
+RouterCommand = Callable[[Any, Sequence[tuple[str, str]], argparse.Namespace],
+                         Awaitable[list[str]]]
+
+
+def router_command(command: RouterCommand) -> Callable[[AdminClient, argparse.Namespace],
+                                                       Awaitable[list[str]]]:
+    """An admin handler running `command` against the router stub."""
+    async def handler(client: AdminClient, args: argparse.Namespace) -> list[str]:
+        return await command(client.router, client.metadata, args)
+
+    return handler
 
 
 def _explain(exc: grpc.aio.AioRpcError) -> str:

@@ -6,7 +6,7 @@ import argparse
 import asyncio
 import sys
 
-from cli import admin
+from cli import admin, channels
 from cli.up import main_up
 
 
@@ -51,6 +51,7 @@ def _parser() -> argparse.ArgumentParser:
     bal = sub.add_parser("balance", help="show an account's balance in USD")
     bal.add_argument("name")
     bal.set_defaults(handler=admin.balance)
+    channels.add_parsers(sub, admin.router_command)
     return parser
 
 

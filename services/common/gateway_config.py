@@ -72,6 +72,9 @@ class ChannelEntry:
     `stream_options.include_usage`), `token_limit_field` (one of TOKEN_LIMIT_FIELDS: the
     client's limit is renamed to it), `responses_api` (whether it serves /responses).
     `api_version` is Azure's `api-version`; Azure's `deployments` fill `model_map`.
+    `api_key_envs` names more variables holding keys of the same account pool (each key
+    is tried and health-tracked on its own); `first_byte_timeout_s` bounds one try until
+    its first output (0: the channel's `timeout_s`), after which the router fails over.
     """
 
     name: str
@@ -91,6 +94,13 @@ class ChannelEntry:
     stream_usage: bool | None = None
     token_limit_field: str = ""
     responses_api: bool | None = None
+    api_key_envs: tuple[str, ...] = ()
+    first_byte_timeout_s: float = 0.0
+
+    @property
+    def try_timeout_s(self) -> float:
+        """How long one try may wait for its first output."""
+        return self.first_byte_timeout_s or self.timeout_s
 
     def api_key(self, environ: Mapping[str, str] = os.environ) -> str:
         """The upstream key from the environment variable the channel names ("" if none)."""
@@ -251,4 +261,14 @@ def _channel(raw: Any, where: str) -> ChannelEntry:
         token_limit_field=_choice(raw.get("token_limit_field"), TOKEN_LIMIT_FIELDS,
                                   f"{where}.token_limit_field"),
         responses_api=_optional_flag(raw, "responses_api", where),
+        api_key_envs=_names(raw.get("api_key_envs"), f"{where}.api_key_envs"),
+        first_byte_timeout_s=float(raw.get("first_byte_timeout_s", 0.0)),
     )
+
+
+def _names(raw: Any, where: str) -> tuple[str, ...]:
+    if raw is None:
+        return ()
+    if not isinstance(raw, list) or not all(isinstance(n, str) and n for n in raw):
+        raise ConfigError(f"{where}: expected a list of environment variable names")
+    return tuple(raw)

@@ -79,6 +79,9 @@ class ModelEntry:
     json: bool = False
     aliases: tuple[str, ...] = ()
     alias_of: str = ""
+    # Models whose channels serve a request when every channel of this one failed
+    # before the first output; the request stays billed at this model's price.
+    fallbacks: tuple[str, ...] = ()
 
     @property
     def canonical(self) -> str:
@@ -135,6 +138,9 @@ def parse_model(raw: Any, where: str) -> ModelEntry:
     aliases = raw.get("aliases") or []
     if not isinstance(aliases, list) or not all(isinstance(a, str) and a for a in aliases):
         raise ConfigError(f"{where}.aliases: expected a list of model names")
+    fallbacks = raw.get("fallbacks") or []
+    if not isinstance(fallbacks, list) or not all(isinstance(f, str) and f for f in fallbacks):
+        raise ConfigError(f"{where}.fallbacks: expected a list of model names")
     return ModelEntry(
         id=raw["id"],
         owned_by=str(raw.get("owned_by", "apirelay")),
@@ -147,6 +153,7 @@ def parse_model(raw: Any, where: str) -> ModelEntry:
         vision="vision" in flags,
         json="json" in flags,
         aliases=tuple(aliases),
+        fallbacks=tuple(fallbacks),
     )
 
 

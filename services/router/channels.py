@@ -48,7 +48,7 @@ def keys_from_env(entry: ChannelEntry, environ: Mapping[str, str]) -> tuple[Upst
     still gets the keyless entry, so it fails at the upstream with a clear 401, not here).
     """
     names = [entry.api_key_env] if entry.api_key_env else []
-    names += [n for n in getattr(entry, "api_key_envs", ()) if n not in names]
+    names += [n for n in entry.api_key_envs if n not in names]
     keys = tuple(UpstreamKey(f"env:{n}", environ[n]) for n in names if environ.get(n))
     return keys or (UpstreamKey(NO_KEY_ID),)
 

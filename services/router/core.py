@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import AsyncGenerator, Callable, Mapping
+from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
 
 from services.common.gateway_config import ChannelEntry, GatewayConfig, ModelEntry
+from services.router.budget import RetryPolicy
 from services.router.failover import Attempt, Failover, Pool
+from services.router.health import HealthBook
 from services.router.outcomes import (
     NO_USAGE,
     CompletionError,
@@ -26,6 +28,7 @@ from services.router.outcomes import (
     UsageSource,
     source_of,
 )
+from services.router.providers import KeyedProvider
 from services.router.providers.base import (
     Completion,
     Provider,
@@ -47,16 +50,21 @@ CHAT = "chat_completions"
 
 
 class ModelRouter:
-    """Serves requests by trying a model's channels in order."""
+    """Serves requests by trying a model's (channel, key) targets; `health` is the
+    breaker and key state (`health.enable_key` re-enables a disabled key)."""
 
     def __init__(
         self,
         config: GatewayConfig,
-        providers: Mapping[str, Provider],
+        providers: Mapping[str, Provider | Sequence[KeyedProvider]],
         rng: random.Random | None = None,
         clock: Callable[[], float] = time.monotonic,
+        *,
+        health: HealthBook | None = None,
+        retry: RetryPolicy | None = None,
     ) -> None:
-        self._failover = Failover(config, providers, rng, clock)
+        self._failover = Failover(config, providers, rng, clock, health=health, retry=retry)
+        self.health = self._failover.health
         serving = self._failover.serving
         self._models = tuple(sorted((m for m in config.models if serving[m.id]),
                                     key=lambda m: m.id))

@@ -12,11 +12,22 @@
         └── UpstreamRejected       not retryable: the upstream refused the request itself
                                    (400, 404, 413, 422); its OpenAI error is passed through
 
+A ProviderError also says what it means for the upstream key that was used: `key_fault`
+("auth" for 401/403 and keys the upstream calls invalid, "quota" for 402 and OpenAI's
+`insufficient_quota`) disables the key; `retry_after_s` (from a 429's `retry-after` /
+`x-ratelimit-reset-*` headers) is how long the key cools down.
+
 A ProviderError's message is always safe to show a client: it never holds upstream keys,
 base URLs or raw upstream bodies, except the OpenAI error message of an UpstreamRejected.
 """
 
 from __future__ import annotations
+
+# Statuses and codes with which an upstream blames the key rather than the request.
+KEY_AUTH_STATUSES = frozenset({401, 403})
+PAYMENT_REQUIRED = 402
+INVALID_KEY_CODE = "invalid_api_key"
+INSUFFICIENT_QUOTA_CODE = "insufficient_quota"
 
 
 class RouterError(Exception):
@@ -53,6 +64,7 @@ class ProviderError(RouterError):
         error_type: str = "server_error",
         code: str = "",
         param: str = "",
+        retry_after_s: float | None = None,
     ) -> None:
         super().__init__(message)
         self.status = status
@@ -60,6 +72,16 @@ class ProviderError(RouterError):
         self.error_type = error_type
         self.code = code
         self.param = param
+        self.retry_after_s = retry_after_s
+
+    @property
+    def key_fault(self) -> str:
+        """Whether the upstream blames the key used: "auth", "quota", or "" (it does not)."""
+        if self.status in KEY_AUTH_STATUSES or self.code == INVALID_KEY_CODE:
+            return "auth"
+        if self.status == PAYMENT_REQUIRED or self.code == INSUFFICIENT_QUOTA_CODE:
+            return "quota"
+        return ""
 
 
 class UpstreamUnavailable(ProviderError):

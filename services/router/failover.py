@@ -1,11 +1,13 @@
 """Failover, the same for every operation: candidates, deadlines, attempts, final errors.
 
-Candidates are the enabled channels serving the model whose provider serves the
-operation (a `Pool`): highest priority first, a weighted random order within one
-priority. A model without channels is not found; one whose channels serve none of the
-operation gets the caller's error for that. A retryable failure moves on to the next
-candidate, but only while nothing reached the client; after the first content was
-yielded a failure ends the stream with an in-band error. Leading pieces that carry no
+Candidates are the (channel, key) targets of the enabled channels serving the model
+whose provider serves the operation (a `Pool`); the balancer picks each next one by
+priority, health and load, and `walk.Walk` accounts retries, budget and health. A model
+without channels is not found; one whose channels serve none of the operation gets the
+caller's error for that. A retryable failure moves on to another target, but only while
+nothing reached the client; after the first content was yielded a failure ends the
+stream with an in-band error. Each try must produce its first output within its
+channel's `first_byte_timeout_s` (and the deadline), else it counts as a timeout. Leading pieces that carry no
 output (a role announcement, `response.created`) are held back by the stream's tally
 until the first output, so a failure right after them can still fail over.
 """
@@ -16,14 +18,18 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import AsyncGenerator, Awaitable, Callable, Iterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass
 from typing import Generic, Protocol, TypeVar
 
 from services.common.gateway_config import ChannelEntry, GatewayConfig
 from services.router import metrics
-from services.router.errors import ProviderError
+from services.router.balancer import Balancer, Target
+from services.router.budget import RetryBudget, RetryPolicy
+from services.router.channels import NO_KEY_ID
+from services.router.errors import ProviderError, UpstreamTimeout
+from services.router.health import HealthBook
 from services.router.outcomes import (
     MIDSTREAM_ERROR,
     NO_USAGE,
@@ -31,10 +37,13 @@ from services.router.outcomes import (
     RouteInfo,
     StreamOutcome,
     UsageSource,
-    final_error,
     model_not_found,
 )
+from services.router.providers import KeyedProvider
 from services.router.providers.base import Provider
+from services.router.walk import Attempt, Pool, Stage, Walk, WalkParts
+
+__all__ = ["Attempt", "Failover", "Pool", "Served", "Tally", "order_channels"]
 
 logger = logging.getLogger(__name__)
 
@@ -43,23 +52,6 @@ P = TypeVar("P")
 P_contra = TypeVar("P_contra", contravariant=True)
 C = TypeVar("C")
 C_co = TypeVar("C_co", covariant=True)
-
-
-@dataclass(frozen=True, slots=True)
-class Attempt:
-    """One try on one channel: its provider, the model id to send, the time it may take."""
-
-    provider: Provider
-    upstream_model: str
-    timeout_s: float
-
-
-@dataclass(frozen=True, slots=True)
-class Pool:
-    """The channels that may serve one request, and the client's error when none may."""
-
-    channels: tuple[ChannelEntry, ...]
-    empty_error: CompletionError
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,26 +101,35 @@ def order_channels(channels: Sequence[ChannelEntry], rng: random.Random) -> list
     return ordered
 
 
+
 class Failover:
-    """Runs a request on a model's channels in order until one serves it."""
+    """Runs a request on a model's (channel, key) targets until one serves it."""
 
     def __init__(
         self,
         config: GatewayConfig,
-        providers: Mapping[str, Provider],
+        providers: Mapping[str, Provider | Sequence[KeyedProvider]],
         rng: random.Random | None = None,
         clock: Callable[[], float] = time.monotonic,
+        *,
+        health: HealthBook | None = None,
+        retry: RetryPolicy | None = None,
     ) -> None:
-        self._providers = providers
         self._rng = rng or random.Random()
         self._clock = clock
+        self.health = health or HealthBook(clock=clock)
+        retry = retry or RetryPolicy()
+        self._parts = WalkParts(Balancer(self.health, self._rng), RetryBudget(retry), retry,
+                                self._rng, clock, self.channel_metrics)
         enabled = [c for c in config.channels if c.enabled]
         self.serving = {m.id: tuple(c for c in enabled if m.id in c.models) for m in config.models}
+        self._fallbacks = {m.id: m.fallbacks for m in config.models}
+        self._targets = {c.name: _targets(c, providers[c.name]) for c in enabled}
         # Bound on first use: a channel serves few of the operations.
         self._metrics: dict[tuple[str, str], metrics.ChannelMetrics] = {}
 
     def candidates(self, model: str) -> list[ChannelEntry]:
-        """The channels to try for `model`, in order (empty for an unknown model)."""
+        """The channels that may serve `model`, in a priority then weighted random order."""
         return order_channels(self.serving.get(model, ()), self._rng)
 
     def pool(
@@ -141,77 +142,100 @@ class Failover:
         all, else `unserved` (the operation is not served for this model).
         """
         channels = self.serving.get(model, ())
-        if not channels or serves is None:
-            return Pool(channels, model_not_found(model))
-        kept = tuple(c for c in channels if serves(self._providers[c.name]))
-        return Pool(kept, unserved or model_not_found(model))
+        if channels and serves is not None:
+            kept = tuple(c for c in channels if serves(self._targets[c.name][0].provider))
+            return Pool(kept, unserved or model_not_found(model), serves, self._of(kept))
+        return Pool(channels, model_not_found(model), serves, self._of(channels))
 
     async def unary(
         self, model: str, operation: str, budget_s: float | None,
         call: Callable[[Attempt], Awaitable[T]], pool: Pool | None = None,
     ) -> Served[T]:
-        """Await `call` on each candidate of `pool` (default: all of `model`'s) until one
-        answers or no retry is left."""
-        run = _Run(self, model, operation, budget_s, pool or self.pool(model))
-        for attempt in run:
-            started = self._clock()
-            try:
-                answer = await call(attempt)
-            except ProviderError as exc:
-                if run.failed(exc):
+        """Await `call` on targets of `pool` (default: all of `model`'s) until one answers
+        or no retry is left."""
+        walk = self._walk(model, operation, budget_s, pool)
+        try:
+            while (attempt := await walk.next()) is not None:
+                started = self._clock()
+                try:
+                    async with asyncio.timeout(attempt.first_byte_s):
+                        answer = await call(attempt)
+                except TimeoutError:
+                    walk.failed(UpstreamTimeout(0, "the upstream did not answer in time"))
                     continue
-                break
-            run.metrics.unary_latency.observe(self._clock() - started)
-            run.metrics.count("ok")
-            return Served(answer, run.route)
-        return Served(None, run.route, run.error())
+                except ProviderError as exc:
+                    walk.failed(exc)
+                    continue
+                assert walk.channel_metrics is not None
+                walk.channel_metrics.unary_latency.observe(self._clock() - started)
+                walk.succeeded(self._clock() - started, "unary")
+                walk.count("ok")
+                return Served(answer, walk.route)
+            return Served(None, walk.route, walk.error())
+        finally:
+            walk.close()
 
     async def stream(
         self, model: str, operation: str, budget_s: float | None,
         open_stream: Callable[[Attempt], AsyncGenerator[P, None]],
         new_tally: Callable[[], Tally[P, C]], pool: Pool | None = None,
     ) -> AsyncGenerator[C | StreamOutcome, None]:
-        """Yield what the tally delivers of one candidate's stream (of `pool`, default all
-        of `model`'s), then one StreamOutcome."""
-        run = _Run(self, model, operation, budget_s, pool or self.pool(model))
-        for attempt in run:
-            tally = new_tally()
-            try:
-                async with aclosing(self._deliver(run.metrics, open_stream(attempt), tally)) as out:
-                    async for item in out:
-                        yield item
-            except ProviderError as exc:
-                if tally.delivered:
-                    run.failed(exc, midstream=True)
-                    yield tally.outcome(run.route, MIDSTREAM_ERROR)
-                    return
-                if run.failed(exc):
+        """Yield what the tally delivers of one target's stream (of `pool`, default all of
+        `model`'s), then one StreamOutcome."""
+        walk = self._walk(model, operation, budget_s, pool)
+        try:
+            while (attempt := await walk.next()) is not None:
+                tally = new_tally()
+                try:
+                    async with aclosing(self._deliver(walk, attempt, open_stream(attempt),
+                                                      tally)) as out:
+                        async for item in out:
+                            yield item
+                except ProviderError as exc:
+                    if tally.delivered:
+                        walk.failed(exc, midstream=True)
+                        yield tally.outcome(walk.route, MIDSTREAM_ERROR)
+                        return
+                    walk.failed(exc)
                     continue
-                break
-            yield tally.outcome(run.route, None)
-            return
-        yield StreamOutcome(NO_USAGE, UsageSource.ESTIMATED, "", run.route, run.error())
+                yield tally.outcome(walk.route, None)
+                return
+            yield StreamOutcome(NO_USAGE, UsageSource.ESTIMATED, "", walk.route, walk.error())
+        finally:
+            walk.close()
 
     async def _deliver(
-        self, channel_metrics: metrics.ChannelMetrics, pieces: AsyncGenerator[P, None],
-        tally: Tally[P, C],
+        self, walk: Walk, attempt: Attempt, pieces: AsyncGenerator[P, None], tally: Tally[P, C],
     ) -> AsyncGenerator[C, None]:
-        """One upstream stream through its tally, with metrics; closes it on exit."""
+        """One upstream stream through its tally, with metrics and the first-byte timeout;
+        closes it on exit."""
         started = self._clock()
         try:
             async with aclosing(pieces):
-                async for piece in pieces:
-                    was_delivered = tally.delivered
-                    for item in tally.take(piece):
-                        yield item
-                    if tally.delivered and not was_delivered:
-                        channel_metrics.stream_latency.observe(self._clock() - started)
+                try:
+                    async with asyncio.timeout(attempt.first_byte_s) as first_byte:
+                        async for piece in pieces:
+                            was_delivered = tally.delivered
+                            items = tally.take(piece)
+                            if tally.delivered and not was_delivered:
+                                # Committed: from here on only the client's deadline.
+                                first_byte.reschedule(None)
+                                assert walk.channel_metrics is not None
+                                walk.channel_metrics.stream_latency.observe(
+                                    self._clock() - started)
+                                walk.succeeded(self._clock() - started, "stream")
+                            for item in items:
+                                yield item
+                except TimeoutError as exc:
+                    raise UpstreamTimeout(0, "the upstream sent nothing in time") from exc
         except (GeneratorExit, asyncio.CancelledError):
-            channel_metrics.count("cancelled")
+            walk.count("cancelled")
             raise
         for item in tally.flush():
             yield item
-        channel_metrics.count("ok")
+        if not tally.delivered:
+            walk.succeeded(self._clock() - started, "stream")
+        walk.count("ok")
 
     def channel_metrics(self, channel: str, operation: str) -> metrics.ChannelMetrics:
         """The series of `channel` for `operation`, bound once."""
@@ -220,66 +244,22 @@ class Failover:
             bound = self._metrics[channel, operation] = metrics.ChannelMetrics(channel, operation)
         return bound
 
-    def order(self, channels: Sequence[ChannelEntry]) -> list[ChannelEntry]:
-        """`channels` in the order to try them."""
-        return order_channels(channels, self._rng)
+    def _of(self, channels: Sequence[ChannelEntry]) -> tuple[Target, ...]:
+        return tuple(t for c in channels for t in self._targets[c.name])
 
-    def attempt(self, channel: ChannelEntry, model: str, deadline: float | None) -> Attempt | None:
-        """The try on `channel`, or None when no time is left for it."""
-        timeout = channel.timeout_s
-        if deadline is not None:
-            timeout = min(timeout, deadline - self._clock())
-            if timeout <= 0:
-                return None
-        return Attempt(self._providers[channel.name], channel.model_map.get(model, model), timeout)
+    def _walk(self, model: str, operation: str, budget_s: float | None,
+              pool: Pool | None) -> Walk:
+        first = Stage(model, pool or self.pool(model))
 
-    def deadline(self, budget_s: float | None) -> float | None:
-        """The clock reading by which every attempt must be done."""
-        return None if budget_s is None else self._clock() + budget_s
+        def fallbacks() -> list[Stage]:
+            return [Stage(f, self.pool(f, first.pool.serves, first.pool.empty_error))
+                    for f in self._fallbacks.get(model, ()) if f != model]
+
+        deadline = None if budget_s is None else self._clock() + budget_s
+        return Walk(fallbacks, first, operation, deadline, self._parts)
 
 
-class _Run:
-    """One request's walk through its candidates: route, failures and metrics so far."""
-
-    def __init__(self, failover: Failover, model: str, operation: str,
-                 budget_s: float | None, pool: Pool) -> None:
-        self._failover = failover
-        self._model = model
-        self._operation = operation
-        self._pool = pool
-        self._channels = failover.order(pool.channels)
-        self._deadline = failover.deadline(budget_s)
-        self._failures: list[ProviderError] = []
-        self._channel = ""
-        self._more = False
-        self.route = RouteInfo()
-        self.metrics: metrics.ChannelMetrics  # the current attempt's, set by __iter__
-
-    def __iter__(self) -> Iterator[Attempt]:
-        for number, channel in enumerate(self._channels, 1):
-            attempt = self._failover.attempt(channel, self._model, self._deadline)
-            if attempt is None:
-                return
-            self._channel, self._more = channel.name, number < len(self._channels)
-            self.route = RouteInfo(channel.name, attempt.upstream_model, number)
-            self.metrics = self._failover.channel_metrics(channel.name, self._operation)
-            yield attempt
-
-    def failed(self, exc: ProviderError, *, midstream: bool = False) -> bool:
-        """Count and log a failed attempt; true when the next channel should be tried."""
-        self.metrics.count(exc.kind)
-        logger.warning("upstream failed: channel=%s operation=%s status=%s kind=%s message=%s",
-                       self._channel, self._operation, exc.status, exc.kind, exc.message)
-        if midstream:
-            return False
-        self._failures.append(exc)
-        if exc.retryable and self._more:
-            self.metrics.failovers.inc()
-            return True
-        return False
-
-    def error(self) -> CompletionError:
-        """The client's error: the pool was empty, or every attempt failed."""
-        if not self._channels:
-            return self._pool.empty_error
-        return final_error(self._failures)
+def _targets(channel: ChannelEntry, keyed: Provider | Sequence[KeyedProvider]) -> tuple[Target, ...]:
+    """A channel's targets, its weight shared by its keys (a bare provider: one key)."""
+    pool = tuple(keyed) if isinstance(keyed, Sequence) else (KeyedProvider(NO_KEY_ID, keyed),)
+    return tuple(Target(channel, k.key_id, k.provider, channel.weight / len(pool)) for k in pool)

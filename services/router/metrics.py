@@ -47,3 +47,42 @@ class ChannelMetrics:
         if counter is None:
             counter = UPSTREAM_REQUESTS.labels(self._channel, self._operation, outcome)
         counter.inc()
+
+EJECTIONS = Counter(
+    "apirelay_router_ejections",
+    "Targets (channel, key, model) ejected by the breaker, by channel and model.",
+    ["channel", "model"],
+)
+KEYS_DISABLED = Counter(
+    "apirelay_router_keys_disabled",
+    "Upstream keys disabled because the upstream blamed them, by channel, key id (never "
+    "the key) and reason (auth, quota).",
+    ["channel", "key", "reason"],
+)
+COOLDOWNS = Counter(
+    "apirelay_router_key_cooldowns",
+    "Upstream keys put in cooldown by a 429, by channel and key id.",
+    ["channel", "key"],
+)
+RETRIES_DENIED = Counter(
+    "apirelay_router_retries_denied",
+    "Retries not made because the retry budget was spent, by operation.",
+    ["operation"],
+)
+MODEL_ATTEMPTS = Counter(
+    "apirelay_router_model_attempts",
+    "Upstream attempts by requested model, channel and outcome (as upstream_requests).",
+    ["model", "channel", "outcome"],
+)
+MODEL_LATENCY = Histogram(
+    "apirelay_router_model_latency_seconds",
+    "Seconds until the first output (stream: time to first token) or the answer (unary), "
+    "by requested model and mode.",
+    ["model", "mode"],
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 4, 8, 16, 32, 64),
+)
+FALLBACKS = Counter(
+    "apirelay_router_model_fallbacks",
+    "Requests moved on to a fallback model, by requested model and fallback model.",
+    ["model", "fallback"],
+)

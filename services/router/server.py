@@ -1,22 +1,32 @@
-"""Builds the router: config file, shared HTTP session, providers, core, gRPC server."""
+"""Builds the router: config file, channel database, shared HTTP session, core, gRPC server."""
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Mapping
+from pathlib import Path
 
 import aiohttp
 
 from apirelay.router.v1 import router_pb2_grpc
-from services.common.gateway_config import load_gateway_config
+from services.common.gateway_config import GatewayConfig, load_gateway_config
 from services.common.grpc_server import StartedService, serve_until_signal, start_grpc_server
 from services.common.interceptor import ServiceInterceptor
 from services.common.metrics import start_metrics_server
-from services.router.catalog import router_config
+from services.router.admin import ChannelAdmin, RouterBuilder
+from services.router.channels import Channel
 from services.router.config import Settings
 from services.router.core import ModelRouter
-from services.router.providers import build_providers
-from services.router.service import ERRORS, SERVICE_NAME, RouterServicer
+from services.router.crypto import KEY_BYTES, KeyCipher, load_key
+from services.router.database import create_engine, create_schema
+from services.router.egress import EgressPolicy, allow_private
+from services.router.health import HealthBook
+from services.router.providers import build_key_providers
+from services.router.service import ADMIN_METHODS, ERRORS, SERVICE_NAME, RouterServicer
+from services.router.store import SqlChannelStore
+
+logger = logging.getLogger(__name__)
 
 # Idle upstream connections are kept this long for the next request.
 KEEPALIVE_S = 30.0
@@ -45,24 +55,56 @@ def upstream_session(settings: Settings) -> aiohttp.ClientSession:
     )
 
 
+def router_builder(session: aiohttp.ClientSession, settings: Settings) -> RouterBuilder:
+    """How a channel set becomes a ModelRouter (called at start and on every change).
+
+    Every router built shares one HealthBook, so an admin change does not forget which
+    keys are ejected, cooling down or disabled.
+    """
+    health = HealthBook()
+
+    def build(config: GatewayConfig, channels: tuple[Channel, ...]) -> ModelRouter:
+        providers = {c.name: build_key_providers(c, session, settings.connect_timeout_s)
+                     for c in channels}
+        return ModelRouter(config, providers, health=health)
+
+    return build
+
+
+def key_cipher(settings: Settings) -> KeyCipher:
+    """The cipher of upstream keys: ROUTER_ENCRYPTION_KEY, the home's file, or ephemeral."""
+    if settings.encryption_key or settings.secret_file is not None:
+        return KeyCipher(load_key(settings.encryption_key, settings.secret_file or Path()))
+    # No home and no key: the database is in memory too, so nothing outlives the key.
+    return KeyCipher(os.urandom(KEY_BYTES))
+
+
 async def start(settings: Settings, environ: Mapping[str, str] = os.environ) -> StartedService:
     """Start the router; `environ` holds the upstream keys the channels name."""
-    config = router_config(load_gateway_config(settings.config_path), environ)
+    file_config = load_gateway_config(settings.config_path)
     session = upstream_session(settings)
+    engine = create_engine(settings.effective_database_url)
     try:
-        providers = build_providers(config.channels, session, environ, settings.connect_timeout_s)
-        servicer = RouterServicer(ModelRouter(config, providers))
+        await create_schema(engine)
+        admin = ChannelAdmin(
+            SqlChannelStore(engine), key_cipher(settings),
+            EgressPolicy(allow_private(environ, settings.config_path)),
+            file_config, environ, router_builder(session, settings))
+        servicer = RouterServicer(await admin.start(), admin)
         running = await start_grpc_server(
             settings.listen_addr,
             lambda server: router_pb2_grpc.add_RouterServiceServicer_to_server(servicer, server),
             [SERVICE_NAME],
-            ServiceInterceptor(ERRORS),
+            ServiceInterceptor(ERRORS, admin_methods=ADMIN_METHODS, admin_key=settings.admin_key),
         )
     except BaseException:
         await session.close()
+        await engine.dispose()
         raise
+    if not settings.admin_key:
+        logger.warning("APIRELAY_ADMIN_KEY is unset: channel admin RPCs are refused")
     start_metrics_server(settings.metrics_addr)
-    return StartedService(running, [session.close])
+    return StartedService(running, [session.close, engine.dispose])
 
 
 async def serve(settings: Settings) -> None:

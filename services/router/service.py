@@ -10,10 +10,14 @@ import grpc
 from apirelay.router.v1 import router_pb2, router_pb2_grpc
 from services.common.context import get_request_id
 from services.common.interceptor import ErrorTable
-from services.router import translate
+from services.router import admin_wire, translate
+from services.router.admin import ChannelAdmin
+from services.router.admin_types import ChannelExists, ChannelNotFound, ChannelReadOnly
 from services.router.coalesce import ready_batches
 from services.router.core import ModelRouter
+from services.router.database import StoreUnavailable
 from services.router.errors import InvalidRequest, ProviderError
+from services.router.live import LiveRouter
 from services.router.outcomes import StreamHead
 from services.router.relay_request import RelayRequest, parse_relay_request
 from services.router.request import ChatRequest, parse_chat_request
@@ -24,16 +28,40 @@ ERRORS: ErrorTable = {
     InvalidRequest: grpc.StatusCode.INVALID_ARGUMENT,
     # Core turns provider errors into response data; one escaping is an upstream outage.
     ProviderError: grpc.StatusCode.UNAVAILABLE,
+    ChannelNotFound: grpc.StatusCode.NOT_FOUND,
+    ChannelExists: grpc.StatusCode.ALREADY_EXISTS,
+    ChannelReadOnly: grpc.StatusCode.FAILED_PRECONDITION,
+    StoreUnavailable: grpc.StatusCode.UNAVAILABLE,
 }
+
+ADMIN_METHODS = frozenset(
+    f"/{SERVICE_NAME}/{method}"
+    for method in ("ListChannels", "CreateChannel", "UpdateChannel", "DisableChannel",
+                   "EnableChannel", "TestChannel")
+)
 
 RelayCall = router_pb2.RelayRequest | router_pb2.StreamRelayRequest
 
 
 class RouterServicer(router_pb2_grpc.RouterServiceServicer):
-    """Adapts RouterService calls to a ModelRouter."""
+    """Adapts RouterService calls to the live ModelRouter and the channel admin rules.
 
-    def __init__(self, router: ModelRouter) -> None:
-        self._router = router
+    Each request takes the router current when it starts and keeps it to its end, so a
+    channel change never disturbs a request in flight.
+    """
+
+    def __init__(self, router: ModelRouter | LiveRouter, admin: ChannelAdmin | None = None) -> None:
+        self._live = router if isinstance(router, LiveRouter) else LiveRouter(router)
+        self._admin = admin
+
+    @property
+    def _router(self) -> ModelRouter:
+        return self._live.current
+
+    def _channels(self) -> ChannelAdmin:
+        if self._admin is None:
+            raise ChannelReadOnly("channels cannot be changed on this router")
+        return self._admin
 
     async def CreateChatCompletion(
         self,
@@ -104,6 +132,63 @@ class RouterServicer(router_pb2_grpc.RouterServiceServicer):
             for m in self._router.list_models()
         ]
         return router_pb2.ListModelsResponse(models=models)
+
+    async def ListChannels(
+        self,
+        request: router_pb2.ListChannelsRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> router_pb2.ListChannelsResponse:
+        """Every channel with key ids and hints, never a secret."""
+        views = self._channels().channels()
+        return router_pb2.ListChannelsResponse(
+            channels=[admin_wire.channel_info(v) for v in views])
+
+    async def CreateChannel(
+        self,
+        request: router_pb2.CreateChannelRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> router_pb2.CreateChannelResponse:
+        """Add a channel with its keys; it serves at once."""
+        view = await self._channels().create(admin_wire.entry_of(request.channel),
+                                             request.channel.tags, request.keys)
+        return router_pb2.CreateChannelResponse(channel=admin_wire.channel_info(view))
+
+    async def UpdateChannel(
+        self,
+        request: router_pb2.UpdateChannelRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> router_pb2.UpdateChannelResponse:
+        """Change a channel's fields and keys; applies at once."""
+        view = await self._channels().update(request.name, admin_wire.changes_of(request))
+        return router_pb2.UpdateChannelResponse(channel=admin_wire.channel_info(view))
+
+    async def DisableChannel(
+        self,
+        request: router_pb2.DisableChannelRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> router_pb2.DisableChannelResponse:
+        """Stop choosing the channel for new requests."""
+        view = await self._channels().set_enabled(request.name, False)
+        return router_pb2.DisableChannelResponse(channel=admin_wire.channel_info(view))
+
+    async def EnableChannel(
+        self,
+        request: router_pb2.EnableChannelRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> router_pb2.EnableChannelResponse:
+        """Let the channel be chosen again."""
+        view = await self._channels().set_enabled(request.name, True)
+        return router_pb2.EnableChannelResponse(channel=admin_wire.channel_info(view))
+
+    async def TestChannel(
+        self,
+        request: router_pb2.TestChannelRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> router_pb2.TestChannelResponse:
+        """One tiny upstream call per key; failing keys are results."""
+        model, results = await self._channels().test(request.name, request.model)
+        return router_pb2.TestChannelResponse(
+            model=model, results=[admin_wire.key_test(r) for r in results])
 
 
 def _parse_chat(body: bytes, model: str, request_id: str, *, stream: bool) -> ChatRequest:

@@ -68,6 +68,34 @@ OPERATION_RESPONSES: Operation.ValueType  # 8
 """POST /v1/responses (JSON; SSE when streaming)."""
 Global___Operation: _TypeAlias = Operation  # noqa: Y015
 
+class _ChannelSource:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _ChannelSourceEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ChannelSource.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    CHANNEL_SOURCE_UNSPECIFIED: _ChannelSource.ValueType  # 0
+    """Not set."""
+    CHANNEL_SOURCE_CONFIG: _ChannelSource.ValueType  # 1
+    """apirelay.yaml, not changed at runtime since: the file's version wins at each start."""
+    CHANNEL_SOURCE_ADMIN: _ChannelSource.ValueType  # 2
+    """Created or changed through the admin RPCs: the database's version wins."""
+    CHANNEL_SOURCE_ENVIRONMENT: _ChannelSource.ValueType  # 3
+    """Made from a vendor's environment variable (zero-config); read-only at runtime."""
+
+class ChannelSource(_ChannelSource, metaclass=_ChannelSourceEnumTypeWrapper):
+    """ChannelSource says where a channel's definition comes from."""
+
+CHANNEL_SOURCE_UNSPECIFIED: ChannelSource.ValueType  # 0
+"""Not set."""
+CHANNEL_SOURCE_CONFIG: ChannelSource.ValueType  # 1
+"""apirelay.yaml, not changed at runtime since: the file's version wins at each start."""
+CHANNEL_SOURCE_ADMIN: ChannelSource.ValueType  # 2
+"""Created or changed through the admin RPCs: the database's version wins."""
+CHANNEL_SOURCE_ENVIRONMENT: ChannelSource.ValueType  # 3
+"""Made from a vendor's environment variable (zero-config); read-only at runtime."""
+Global___ChannelSource: _TypeAlias = ChannelSource  # noqa: Y015
+
 @_typing.final
 class Caller(_message.Message):
     """Caller tells the router who is asking, for routing decisions and logs."""
@@ -636,3 +664,555 @@ class ListModelsResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ListModelsResponse: _TypeAlias = ListModelsResponse  # noqa: Y015
+
+@_typing.final
+class ChannelSpec(_message.Message):
+    """ChannelSpec is a channel's configuration as an admin sets it."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    @_typing.final
+    class ModelMapEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.str
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.str = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    NAME_FIELD_NUMBER: _builtins.int
+    TYPE_FIELD_NUMBER: _builtins.int
+    BASE_URL_FIELD_NUMBER: _builtins.int
+    MODELS_FIELD_NUMBER: _builtins.int
+    MODEL_MAP_FIELD_NUMBER: _builtins.int
+    PRIORITY_FIELD_NUMBER: _builtins.int
+    WEIGHT_FIELD_NUMBER: _builtins.int
+    ENABLED_FIELD_NUMBER: _builtins.int
+    TAGS_FIELD_NUMBER: _builtins.int
+    PRESET_FIELD_NUMBER: _builtins.int
+    API_VERSION_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """Unique name of the channel."""
+    type: _builtins.str
+    """Provider type: mock, openai, anthropic, gemini or azure."""
+    base_url: _builtins.str
+    """The upstream's base URL (http or https)."""
+    priority: _builtins.int
+    """Priority tier: higher tiers are tried first."""
+    weight: _builtins.int
+    """Weight within the tier (at least 1; 0 in a request means 1)."""
+    enabled: _builtins.bool
+    """Whether the channel may be chosen."""
+    preset: _builtins.str
+    """An OpenAI-compatible vendor preset (for example "deepseek"); empty for none."""
+    api_version: _builtins.str
+    """Azure's api-version; empty for the default."""
+    @_builtins.property
+    def models(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The model ids the channel serves."""
+
+    @_builtins.property
+    def model_map(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
+        """Model id to the name the upstream knows it by, where they differ."""
+
+    @_builtins.property
+    def tags(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Free-form labels for operators."""
+
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        type: _builtins.str = ...,
+        base_url: _builtins.str = ...,
+        models: _abc.Iterable[_builtins.str] | None = ...,
+        model_map: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
+        priority: _builtins.int = ...,
+        weight: _builtins.int = ...,
+        enabled: _builtins.bool = ...,
+        tags: _abc.Iterable[_builtins.str] | None = ...,
+        preset: _builtins.str = ...,
+        api_version: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["api_version", b"api_version", "base_url", b"base_url", "enabled", b"enabled", "model_map", b"model_map", "models", b"models", "name", b"name", "preset", b"preset", "priority", b"priority", "tags", b"tags", "type", b"type", "weight", b"weight"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ChannelSpec: _TypeAlias = ChannelSpec  # noqa: Y015
+
+@_typing.final
+class UpstreamKeyInfo(_message.Message):
+    """UpstreamKeyInfo describes one upstream key without its secret."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    KEY_ID_FIELD_NUMBER: _builtins.int
+    HINT_FIELD_NUMBER: _builtins.int
+    DISABLED_FIELD_NUMBER: _builtins.int
+    CREATED_AT_FIELD_NUMBER: _builtins.int
+    key_id: _builtins.str
+    """Stable id ("key_<hex>" for stored keys, "env:<VAR>" for environment ones)."""
+    hint: _builtins.str
+    """The key's last four characters, prefixed with "...", to tell keys apart."""
+    disabled: _builtins.bool
+    """Whether the key is kept but not used."""
+    created_at: _builtins.int
+    """When the key was added, Unix seconds; 0 for environment keys."""
+    def __init__(
+        self,
+        *,
+        key_id: _builtins.str = ...,
+        hint: _builtins.str = ...,
+        disabled: _builtins.bool = ...,
+        created_at: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "disabled", b"disabled", "hint", b"hint", "key_id", b"key_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UpstreamKeyInfo: _TypeAlias = UpstreamKeyInfo  # noqa: Y015
+
+@_typing.final
+class ChannelInfo(_message.Message):
+    """ChannelInfo is a channel as listed: configuration, source and key descriptions."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SPEC_FIELD_NUMBER: _builtins.int
+    SOURCE_FIELD_NUMBER: _builtins.int
+    KEYS_FIELD_NUMBER: _builtins.int
+    source: Global___ChannelSource.ValueType
+    """Where the definition comes from."""
+    @_builtins.property
+    def spec(self) -> Global___ChannelSpec:
+        """The configuration."""
+
+    @_builtins.property
+    def keys(self) -> _containers.RepeatedCompositeFieldContainer[Global___UpstreamKeyInfo]:
+        """The key pool, without secrets."""
+
+    def __init__(
+        self,
+        *,
+        spec: Global___ChannelSpec | None = ...,
+        source: Global___ChannelSource.ValueType = ...,
+        keys: _abc.Iterable[Global___UpstreamKeyInfo] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["spec", b"spec"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["keys", b"keys", "source", b"source", "spec", b"spec"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ChannelInfo: _TypeAlias = ChannelInfo  # noqa: Y015
+
+@_typing.final
+class ListChannelsRequest(_message.Message):
+    """ListChannelsRequest has no parameters."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListChannelsRequest: _TypeAlias = ListChannelsRequest  # noqa: Y015
+
+@_typing.final
+class ListChannelsResponse(_message.Message):
+    """ListChannelsResponse lists every channel by name."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CHANNELS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def channels(self) -> _containers.RepeatedCompositeFieldContainer[Global___ChannelInfo]:
+        """The channels, sorted by name."""
+
+    def __init__(
+        self,
+        *,
+        channels: _abc.Iterable[Global___ChannelInfo] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["channels", b"channels"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListChannelsResponse: _TypeAlias = ListChannelsResponse  # noqa: Y015
+
+@_typing.final
+class CreateChannelRequest(_message.Message):
+    """CreateChannelRequest adds a channel."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CHANNEL_FIELD_NUMBER: _builtins.int
+    KEYS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def channel(self) -> Global___ChannelSpec:
+        """The channel's configuration; weight 0 means 1."""
+
+    @_builtins.property
+    def keys(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Its upstream keys (secrets), stored encrypted."""
+
+    def __init__(
+        self,
+        *,
+        channel: Global___ChannelSpec | None = ...,
+        keys: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["channel", b"channel"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["channel", b"channel", "keys", b"keys"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CreateChannelRequest: _TypeAlias = CreateChannelRequest  # noqa: Y015
+
+@_typing.final
+class CreateChannelResponse(_message.Message):
+    """CreateChannelResponse returns the channel as stored."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CHANNEL_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def channel(self) -> Global___ChannelInfo:
+        """The new channel."""
+
+    def __init__(
+        self,
+        *,
+        channel: Global___ChannelInfo | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["channel", b"channel"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["channel", b"channel"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CreateChannelResponse: _TypeAlias = CreateChannelResponse  # noqa: Y015
+
+@_typing.final
+class StringList(_message.Message):
+    """StringList is a list whose presence means "replace the whole list"."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    VALUES_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def values(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The new values."""
+
+    def __init__(
+        self,
+        *,
+        values: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["values", b"values"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___StringList: _TypeAlias = StringList  # noqa: Y015
+
+@_typing.final
+class UpdateChannelRequest(_message.Message):
+    """UpdateChannelRequest changes a channel: unset fields stay as they are."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    BASE_URL_FIELD_NUMBER: _builtins.int
+    MODELS_FIELD_NUMBER: _builtins.int
+    PRIORITY_FIELD_NUMBER: _builtins.int
+    WEIGHT_FIELD_NUMBER: _builtins.int
+    TAGS_FIELD_NUMBER: _builtins.int
+    ADD_KEYS_FIELD_NUMBER: _builtins.int
+    REMOVE_KEY_IDS_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """The channel to change."""
+    base_url: _builtins.str
+    """A new base URL."""
+    priority: _builtins.int
+    """A new priority tier."""
+    weight: _builtins.int
+    """A new weight (at least 1)."""
+    @_builtins.property
+    def models(self) -> Global___StringList:
+        """A new list of models."""
+
+    @_builtins.property
+    def tags(self) -> Global___StringList:
+        """New tags."""
+
+    @_builtins.property
+    def add_keys(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Keys (secrets) to add to the pool."""
+
+    @_builtins.property
+    def remove_key_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Ids of stored keys to remove from the pool."""
+
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        base_url: _builtins.str | None = ...,
+        models: Global___StringList | None = ...,
+        priority: _builtins.int | None = ...,
+        weight: _builtins.int | None = ...,
+        tags: Global___StringList | None = ...,
+        add_keys: _abc.Iterable[_builtins.str] | None = ...,
+        remove_key_ids: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_base_url", b"_base_url", "_priority", b"_priority", "_weight", b"_weight", "base_url", b"base_url", "models", b"models", "priority", b"priority", "tags", b"tags", "weight", b"weight"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_base_url", b"_base_url", "_priority", b"_priority", "_weight", b"_weight", "add_keys", b"add_keys", "base_url", b"base_url", "models", b"models", "name", b"name", "priority", b"priority", "remove_key_ids", b"remove_key_ids", "tags", b"tags", "weight", b"weight"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__base_url: _TypeAlias = _typing.Literal["base_url"]  # noqa: Y015
+    _WhichOneofArgType__base_url: _TypeAlias = _typing.Literal["_base_url", b"_base_url"]  # noqa: Y015
+    _WhichOneofReturnType__priority: _TypeAlias = _typing.Literal["priority"]  # noqa: Y015
+    _WhichOneofArgType__priority: _TypeAlias = _typing.Literal["_priority", b"_priority"]  # noqa: Y015
+    _WhichOneofReturnType__weight: _TypeAlias = _typing.Literal["weight"]  # noqa: Y015
+    _WhichOneofArgType__weight: _TypeAlias = _typing.Literal["_weight", b"_weight"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__base_url) -> _WhichOneofReturnType__base_url | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__priority) -> _WhichOneofReturnType__priority | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__weight) -> _WhichOneofReturnType__weight | None: ...
+
+Global___UpdateChannelRequest: _TypeAlias = UpdateChannelRequest  # noqa: Y015
+
+@_typing.final
+class UpdateChannelResponse(_message.Message):
+    """UpdateChannelResponse returns the channel as stored."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CHANNEL_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def channel(self) -> Global___ChannelInfo:
+        """The changed channel."""
+
+    def __init__(
+        self,
+        *,
+        channel: Global___ChannelInfo | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["channel", b"channel"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["channel", b"channel"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UpdateChannelResponse: _TypeAlias = UpdateChannelResponse  # noqa: Y015
+
+@_typing.final
+class DisableChannelRequest(_message.Message):
+    """DisableChannelRequest names the channel to disable."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """The channel's name."""
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DisableChannelRequest: _TypeAlias = DisableChannelRequest  # noqa: Y015
+
+@_typing.final
+class DisableChannelResponse(_message.Message):
+    """DisableChannelResponse returns the channel as stored."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CHANNEL_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def channel(self) -> Global___ChannelInfo:
+        """The disabled channel."""
+
+    def __init__(
+        self,
+        *,
+        channel: Global___ChannelInfo | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["channel", b"channel"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["channel", b"channel"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DisableChannelResponse: _TypeAlias = DisableChannelResponse  # noqa: Y015
+
+@_typing.final
+class EnableChannelRequest(_message.Message):
+    """EnableChannelRequest names the channel to enable."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """The channel's name."""
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___EnableChannelRequest: _TypeAlias = EnableChannelRequest  # noqa: Y015
+
+@_typing.final
+class EnableChannelResponse(_message.Message):
+    """EnableChannelResponse returns the channel as stored."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CHANNEL_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def channel(self) -> Global___ChannelInfo:
+        """The enabled channel."""
+
+    def __init__(
+        self,
+        *,
+        channel: Global___ChannelInfo | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["channel", b"channel"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["channel", b"channel"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___EnableChannelResponse: _TypeAlias = EnableChannelResponse  # noqa: Y015
+
+@_typing.final
+class TestChannelRequest(_message.Message):
+    """TestChannelRequest names the channel to test."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    MODEL_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """The channel's name."""
+    model: _builtins.str
+    """The model to ask for; empty for the channel's first model."""
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        model: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["model", b"model", "name", b"name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TestChannelRequest: _TypeAlias = TestChannelRequest  # noqa: Y015
+
+@_typing.final
+class KeyTestResult(_message.Message):
+    """KeyTestResult is the outcome of the test call made with one key."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    KEY_ID_FIELD_NUMBER: _builtins.int
+    OK_FIELD_NUMBER: _builtins.int
+    HTTP_STATUS_FIELD_NUMBER: _builtins.int
+    LATENCY_MS_FIELD_NUMBER: _builtins.int
+    ERROR_FIELD_NUMBER: _builtins.int
+    key_id: _builtins.str
+    """The key's id."""
+    ok: _builtins.bool
+    """Whether the upstream answered successfully."""
+    http_status: _builtins.int
+    """The upstream's HTTP status; 0 when no answer came."""
+    latency_ms: _builtins.int
+    """Time to the whole answer, in milliseconds."""
+    error: _builtins.str
+    """A short description of the failure, safe to show; empty when ok."""
+    def __init__(
+        self,
+        *,
+        key_id: _builtins.str = ...,
+        ok: _builtins.bool = ...,
+        http_status: _builtins.int = ...,
+        latency_ms: _builtins.int = ...,
+        error: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["error", b"error", "http_status", b"http_status", "key_id", b"key_id", "latency_ms", b"latency_ms", "ok", b"ok"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___KeyTestResult: _TypeAlias = KeyTestResult  # noqa: Y015
+
+@_typing.final
+class TestChannelResponse(_message.Message):
+    """TestChannelResponse reports one result per key of the channel."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MODEL_FIELD_NUMBER: _builtins.int
+    RESULTS_FIELD_NUMBER: _builtins.int
+    model: _builtins.str
+    """The model asked for."""
+    @_builtins.property
+    def results(self) -> _containers.RepeatedCompositeFieldContainer[Global___KeyTestResult]:
+        """One result per key, in pool order."""
+
+    def __init__(
+        self,
+        *,
+        model: _builtins.str = ...,
+        results: _abc.Iterable[Global___KeyTestResult] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["model", b"model", "results", b"results"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TestChannelResponse: _TypeAlias = TestChannelResponse  # noqa: Y015

@@ -66,6 +66,36 @@ class RouterServiceStub:
                 request_serializer=apirelay_dot_router_dot_v1_dot_router__pb2.ListModelsRequest.SerializeToString,
                 response_deserializer=apirelay_dot_router_dot_v1_dot_router__pb2.ListModelsResponse.FromString,
                 _registered_method=True)
+        self.ListChannels = channel.unary_unary(
+                '/apirelay.router.v1.RouterService/ListChannels',
+                request_serializer=apirelay_dot_router_dot_v1_dot_router__pb2.ListChannelsRequest.SerializeToString,
+                response_deserializer=apirelay_dot_router_dot_v1_dot_router__pb2.ListChannelsResponse.FromString,
+                _registered_method=True)
+        self.CreateChannel = channel.unary_unary(
+                '/apirelay.router.v1.RouterService/CreateChannel',
+                request_serializer=apirelay_dot_router_dot_v1_dot_router__pb2.CreateChannelRequest.SerializeToString,
+                response_deserializer=apirelay_dot_router_dot_v1_dot_router__pb2.CreateChannelResponse.FromString,
+                _registered_method=True)
+        self.UpdateChannel = channel.unary_unary(
+                '/apirelay.router.v1.RouterService/UpdateChannel',
+                request_serializer=apirelay_dot_router_dot_v1_dot_router__pb2.UpdateChannelRequest.SerializeToString,
+                response_deserializer=apirelay_dot_router_dot_v1_dot_router__pb2.UpdateChannelResponse.FromString,
+                _registered_method=True)
+        self.DisableChannel = channel.unary_unary(
+                '/apirelay.router.v1.RouterService/DisableChannel',
+                request_serializer=apirelay_dot_router_dot_v1_dot_router__pb2.DisableChannelRequest.SerializeToString,
+                response_deserializer=apirelay_dot_router_dot_v1_dot_router__pb2.DisableChannelResponse.FromString,
+                _registered_method=True)
+        self.EnableChannel = channel.unary_unary(
+                '/apirelay.router.v1.RouterService/EnableChannel',
+                request_serializer=apirelay_dot_router_dot_v1_dot_router__pb2.EnableChannelRequest.SerializeToString,
+                response_deserializer=apirelay_dot_router_dot_v1_dot_router__pb2.EnableChannelResponse.FromString,
+                _registered_method=True)
+        self.TestChannel = channel.unary_unary(
+                '/apirelay.router.v1.RouterService/TestChannel',
+                request_serializer=apirelay_dot_router_dot_v1_dot_router__pb2.TestChannelRequest.SerializeToString,
+                response_deserializer=apirelay_dot_router_dot_v1_dot_router__pb2.TestChannelResponse.FromString,
+                _registered_method=True)
 
 
 class RouterServiceServicer:
@@ -128,6 +158,52 @@ class RouterServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListChannels(self, request, context):
+        """ListChannels returns every channel with its key ids and hints (admin key required).
+        Upstream keys are never returned by this or any other RPC.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreateChannel(self, request, context):
+        """CreateChannel adds a channel with its upstream keys; it serves at once (admin key
+        required). ALREADY_EXISTS if the name is taken; INVALID_ARGUMENT names the bad field.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateChannel(self, request, context):
+        """UpdateChannel changes the fields that are set and adds or removes keys; the change
+        applies at once (admin key required). NOT_FOUND for an unknown channel.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DisableChannel(self, request, context):
+        """DisableChannel stops choosing a channel for new requests (admin key required).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def EnableChannel(self, request, context):
+        """EnableChannel lets a disabled channel be chosen again (admin key required).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def TestChannel(self, request, context):
+        """TestChannel makes one tiny upstream call per key of a channel and reports each
+        outcome (admin key required). A failing key is response data, not an error status.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_RouterServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -155,6 +231,36 @@ def add_RouterServiceServicer_to_server(servicer, server):
                     servicer.ListModels,
                     request_deserializer=apirelay_dot_router_dot_v1_dot_router__pb2.ListModelsRequest.FromString,
                     response_serializer=apirelay_dot_router_dot_v1_dot_router__pb2.ListModelsResponse.SerializeToString,
+            ),
+            'ListChannels': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListChannels,
+                    request_deserializer=apirelay_dot_router_dot_v1_dot_router__pb2.ListChannelsRequest.FromString,
+                    response_serializer=apirelay_dot_router_dot_v1_dot_router__pb2.ListChannelsResponse.SerializeToString,
+            ),
+            'CreateChannel': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateChannel,
+                    request_deserializer=apirelay_dot_router_dot_v1_dot_router__pb2.CreateChannelRequest.FromString,
+                    response_serializer=apirelay_dot_router_dot_v1_dot_router__pb2.CreateChannelResponse.SerializeToString,
+            ),
+            'UpdateChannel': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateChannel,
+                    request_deserializer=apirelay_dot_router_dot_v1_dot_router__pb2.UpdateChannelRequest.FromString,
+                    response_serializer=apirelay_dot_router_dot_v1_dot_router__pb2.UpdateChannelResponse.SerializeToString,
+            ),
+            'DisableChannel': grpc.unary_unary_rpc_method_handler(
+                    servicer.DisableChannel,
+                    request_deserializer=apirelay_dot_router_dot_v1_dot_router__pb2.DisableChannelRequest.FromString,
+                    response_serializer=apirelay_dot_router_dot_v1_dot_router__pb2.DisableChannelResponse.SerializeToString,
+            ),
+            'EnableChannel': grpc.unary_unary_rpc_method_handler(
+                    servicer.EnableChannel,
+                    request_deserializer=apirelay_dot_router_dot_v1_dot_router__pb2.EnableChannelRequest.FromString,
+                    response_serializer=apirelay_dot_router_dot_v1_dot_router__pb2.EnableChannelResponse.SerializeToString,
+            ),
+            'TestChannel': grpc.unary_unary_rpc_method_handler(
+                    servicer.TestChannel,
+                    request_deserializer=apirelay_dot_router_dot_v1_dot_router__pb2.TestChannelRequest.FromString,
+                    response_serializer=apirelay_dot_router_dot_v1_dot_router__pb2.TestChannelResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -299,6 +405,168 @@ class RouterService:
             '/apirelay.router.v1.RouterService/ListModels',
             apirelay_dot_router_dot_v1_dot_router__pb2.ListModelsRequest.SerializeToString,
             apirelay_dot_router_dot_v1_dot_router__pb2.ListModelsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListChannels(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/apirelay.router.v1.RouterService/ListChannels',
+            apirelay_dot_router_dot_v1_dot_router__pb2.ListChannelsRequest.SerializeToString,
+            apirelay_dot_router_dot_v1_dot_router__pb2.ListChannelsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateChannel(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/apirelay.router.v1.RouterService/CreateChannel',
+            apirelay_dot_router_dot_v1_dot_router__pb2.CreateChannelRequest.SerializeToString,
+            apirelay_dot_router_dot_v1_dot_router__pb2.CreateChannelResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateChannel(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/apirelay.router.v1.RouterService/UpdateChannel',
+            apirelay_dot_router_dot_v1_dot_router__pb2.UpdateChannelRequest.SerializeToString,
+            apirelay_dot_router_dot_v1_dot_router__pb2.UpdateChannelResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DisableChannel(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/apirelay.router.v1.RouterService/DisableChannel',
+            apirelay_dot_router_dot_v1_dot_router__pb2.DisableChannelRequest.SerializeToString,
+            apirelay_dot_router_dot_v1_dot_router__pb2.DisableChannelResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def EnableChannel(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/apirelay.router.v1.RouterService/EnableChannel',
+            apirelay_dot_router_dot_v1_dot_router__pb2.EnableChannelRequest.SerializeToString,
+            apirelay_dot_router_dot_v1_dot_router__pb2.EnableChannelResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def TestChannel(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/apirelay.router.v1.RouterService/TestChannel',
+            apirelay_dot_router_dot_v1_dot_router__pb2.TestChannelRequest.SerializeToString,
+            apirelay_dot_router_dot_v1_dot_router__pb2.TestChannelResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -68,6 +68,26 @@ class RouterServiceStub:
     """
     ListModels: _grpc.UnaryUnaryMultiCallable[_router_pb2.ListModelsRequest, _router_pb2.ListModelsResponse]
     """ListModels returns the models that at least one enabled channel serves."""
+    ListChannels: _grpc.UnaryUnaryMultiCallable[_router_pb2.ListChannelsRequest, _router_pb2.ListChannelsResponse]
+    """ListChannels returns every channel with its key ids and hints (admin key required).
+    Upstream keys are never returned by this or any other RPC.
+    """
+    CreateChannel: _grpc.UnaryUnaryMultiCallable[_router_pb2.CreateChannelRequest, _router_pb2.CreateChannelResponse]
+    """CreateChannel adds a channel with its upstream keys; it serves at once (admin key
+    required). ALREADY_EXISTS if the name is taken; INVALID_ARGUMENT names the bad field.
+    """
+    UpdateChannel: _grpc.UnaryUnaryMultiCallable[_router_pb2.UpdateChannelRequest, _router_pb2.UpdateChannelResponse]
+    """UpdateChannel changes the fields that are set and adds or removes keys; the change
+    applies at once (admin key required). NOT_FOUND for an unknown channel.
+    """
+    DisableChannel: _grpc.UnaryUnaryMultiCallable[_router_pb2.DisableChannelRequest, _router_pb2.DisableChannelResponse]
+    """DisableChannel stops choosing a channel for new requests (admin key required)."""
+    EnableChannel: _grpc.UnaryUnaryMultiCallable[_router_pb2.EnableChannelRequest, _router_pb2.EnableChannelResponse]
+    """EnableChannel lets a disabled channel be chosen again (admin key required)."""
+    TestChannel: _grpc.UnaryUnaryMultiCallable[_router_pb2.TestChannelRequest, _router_pb2.TestChannelResponse]
+    """TestChannel makes one tiny upstream call per key of a channel and reports each
+    outcome (admin key required). A failing key is response data, not an error status.
+    """
 
 @_typing.type_check_only
 class RouterServiceAsyncStub(RouterServiceStub):
@@ -109,6 +129,26 @@ class RouterServiceAsyncStub(RouterServiceStub):
     """
     ListModels: _aio.UnaryUnaryMultiCallable[_router_pb2.ListModelsRequest, _router_pb2.ListModelsResponse]  # type: ignore[assignment]
     """ListModels returns the models that at least one enabled channel serves."""
+    ListChannels: _aio.UnaryUnaryMultiCallable[_router_pb2.ListChannelsRequest, _router_pb2.ListChannelsResponse]  # type: ignore[assignment]
+    """ListChannels returns every channel with its key ids and hints (admin key required).
+    Upstream keys are never returned by this or any other RPC.
+    """
+    CreateChannel: _aio.UnaryUnaryMultiCallable[_router_pb2.CreateChannelRequest, _router_pb2.CreateChannelResponse]  # type: ignore[assignment]
+    """CreateChannel adds a channel with its upstream keys; it serves at once (admin key
+    required). ALREADY_EXISTS if the name is taken; INVALID_ARGUMENT names the bad field.
+    """
+    UpdateChannel: _aio.UnaryUnaryMultiCallable[_router_pb2.UpdateChannelRequest, _router_pb2.UpdateChannelResponse]  # type: ignore[assignment]
+    """UpdateChannel changes the fields that are set and adds or removes keys; the change
+    applies at once (admin key required). NOT_FOUND for an unknown channel.
+    """
+    DisableChannel: _aio.UnaryUnaryMultiCallable[_router_pb2.DisableChannelRequest, _router_pb2.DisableChannelResponse]  # type: ignore[assignment]
+    """DisableChannel stops choosing a channel for new requests (admin key required)."""
+    EnableChannel: _aio.UnaryUnaryMultiCallable[_router_pb2.EnableChannelRequest, _router_pb2.EnableChannelResponse]  # type: ignore[assignment]
+    """EnableChannel lets a disabled channel be chosen again (admin key required)."""
+    TestChannel: _aio.UnaryUnaryMultiCallable[_router_pb2.TestChannelRequest, _router_pb2.TestChannelResponse]  # type: ignore[assignment]
+    """TestChannel makes one tiny upstream call per key of a channel and reports each
+    outcome (admin key required). A failing key is response data, not an error status.
+    """
 
 class RouterServiceServicer(metaclass=_abc_1.ABCMeta):
     """RouterService owns channels (upstream providers), their keys and the model catalog.
@@ -177,5 +217,61 @@ class RouterServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_router_pb2.ListModelsResponse, _abc.Awaitable[_router_pb2.ListModelsResponse]]:
         """ListModels returns the models that at least one enabled channel serves."""
+
+    @_abc_1.abstractmethod
+    def ListChannels(
+        self,
+        request: _router_pb2.ListChannelsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_router_pb2.ListChannelsResponse, _abc.Awaitable[_router_pb2.ListChannelsResponse]]:
+        """ListChannels returns every channel with its key ids and hints (admin key required).
+        Upstream keys are never returned by this or any other RPC.
+        """
+
+    @_abc_1.abstractmethod
+    def CreateChannel(
+        self,
+        request: _router_pb2.CreateChannelRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_router_pb2.CreateChannelResponse, _abc.Awaitable[_router_pb2.CreateChannelResponse]]:
+        """CreateChannel adds a channel with its upstream keys; it serves at once (admin key
+        required). ALREADY_EXISTS if the name is taken; INVALID_ARGUMENT names the bad field.
+        """
+
+    @_abc_1.abstractmethod
+    def UpdateChannel(
+        self,
+        request: _router_pb2.UpdateChannelRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_router_pb2.UpdateChannelResponse, _abc.Awaitable[_router_pb2.UpdateChannelResponse]]:
+        """UpdateChannel changes the fields that are set and adds or removes keys; the change
+        applies at once (admin key required). NOT_FOUND for an unknown channel.
+        """
+
+    @_abc_1.abstractmethod
+    def DisableChannel(
+        self,
+        request: _router_pb2.DisableChannelRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_router_pb2.DisableChannelResponse, _abc.Awaitable[_router_pb2.DisableChannelResponse]]:
+        """DisableChannel stops choosing a channel for new requests (admin key required)."""
+
+    @_abc_1.abstractmethod
+    def EnableChannel(
+        self,
+        request: _router_pb2.EnableChannelRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_router_pb2.EnableChannelResponse, _abc.Awaitable[_router_pb2.EnableChannelResponse]]:
+        """EnableChannel lets a disabled channel be chosen again (admin key required)."""
+
+    @_abc_1.abstractmethod
+    def TestChannel(
+        self,
+        request: _router_pb2.TestChannelRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_router_pb2.TestChannelResponse, _abc.Awaitable[_router_pb2.TestChannelResponse]]:
+        """TestChannel makes one tiny upstream call per key of a channel and reports each
+        outcome (admin key required). A failing key is response data, not an error status.
+        """
 
 def add_RouterServiceServicer_to_server(servicer: RouterServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -227,7 +227,11 @@ def error_for_status(status: int, body: bytes, redact: tuple[str, ...] = ()) -> 
     `redact` (keys, addresses) cut out; other statuses get a generic message.
     """
     if status == 429:
-        return UpstreamRateLimited(status, "the upstream is rate limited")
+        # OpenAI's 429 `insufficient_quota` is an empty account, not a rate (see errors.py).
+        code = _str(field_of(field_of(loads_or_none(body), "error"), "code"))
+        return UpstreamRateLimited(status, "the upstream is rate limited",
+                                   code="insufficient_quota" if code == "insufficient_quota"
+                                   else "")
     if status in TIMEOUT_STATUSES:
         return UpstreamTimeout(status, "the upstream timed out")
     if status not in PASS_THROUGH_STATUSES:

@@ -38,7 +38,8 @@ def gemini_error(status: int, body: bytes, redact: tuple[str, ...] = ()) -> Prov
     if status in (408, 504):
         return UpstreamTimeout(status, "the upstream timed out")
     if status in (401, 403) or _blames_key(error):
-        return UpstreamUnavailable(status, "the upstream refused the channel's credentials")
+        return UpstreamUnavailable(status, "the upstream refused the channel's credentials",
+                                   code="invalid_api_key")
     if status not in _REJECTED:
         return UpstreamUnavailable(status, f"the upstream failed with status {status}")
     message = field_of(error, "message")

@@ -8,18 +8,66 @@ router's whole per-request budget is about 1 ms, so httpx alone would spend it.
 
 from __future__ import annotations
 
+import re
+import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from email.utils import parsedate_to_datetime
 
 import aiohttp
 from yarl import URL
 
 from services.common.context import REQUEST_ID_HEADER
 from services.common.gateway_config import ChannelEntry
-from services.router.errors import UpstreamTimeout, UpstreamUnavailable
+from services.router.errors import ProviderError, UpstreamTimeout, UpstreamUnavailable
 from services.router.providers.base import error_for_status
 
 DEFAULT_CONNECT_TIMEOUT_S = 10.0
+# OpenAI's reset durations: "1s", "6m0s", "20ms", "1h2m3.5s".
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|h|m|s)")
+_UNIT_S = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
+RESET_HEADERS = ("x-ratelimit-reset-requests", "x-ratelimit-reset-tokens")
+
+
+def cooldown_s(headers: Mapping[str, str], now: float | None = None) -> float | None:
+    """How long a 429's headers ask to wait: `retry-after-ms`, `retry-after` (seconds or
+    an HTTP date; `now` is the epoch time for a date), else the longest
+    `x-ratelimit-reset-*`; None when none parses (the caller's default then)."""
+    if (millis := _number(headers.get("retry-after-ms", ""))) is not None:
+        return millis / 1000
+    retry_after = headers.get("retry-after", "").strip()
+    if (seconds := _number(retry_after)) is not None:
+        return seconds
+    if retry_after and now is not None:
+        try:
+            return max(parsedate_to_datetime(retry_after).timestamp() - now, 0.0)
+        except (TypeError, ValueError):
+            pass
+    resets = [d for h in RESET_HEADERS if (d := _duration(headers.get(h, ""))) is not None]
+    return max(resets) if resets else None
+
+
+def with_cooldown(error: ProviderError, headers: Mapping[str, str]) -> ProviderError:
+    """`error` with the cooldown a 429's headers ask for (other errors unchanged)."""
+    if error.kind == "rate_limited":
+        error.retry_after_s = cooldown_s(headers, time.time())
+    return error
+
+
+def _number(text: str) -> float | None:
+    try:
+        value = float(text)
+    except ValueError:
+        return None
+    return value if value >= 0 else None
+
+
+def _duration(text: str) -> float | None:
+    text = text.strip()
+    parts = _DURATION_PART.findall(text)
+    if not parts or "".join(n + u for n, u in parts) != text:
+        return _number(text)
+    return sum(float(n) * _UNIT_S[u] for n, u in parts)
 
 
 @contextmanager
@@ -86,13 +134,16 @@ class UpstreamHTTP:
         finally:
             response.release()
         if not 200 <= response.status < 300:
-            raise error_for_status(response.status, body, self.redact)
+            raise with_cooldown(error_for_status(response.status, body, self.redact),
+                                response.headers)
         return body
 
     async def check(self, response: aiohttp.ClientResponse) -> None:
         """Raise the upstream's error unless the (streamed) answer is a success."""
         if not 200 <= response.status < 300:
-            raise error_for_status(response.status, await response.read(), self.redact)
+            raise with_cooldown(
+                error_for_status(response.status, await response.read(), self.redact),
+                response.headers)
 
     def _timeout(self, timeout_s: float) -> aiohttp.ClientTimeout:
         # Each wait (pool, connect, every read) gets the attempt's time, the TCP connect

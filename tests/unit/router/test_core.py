@@ -137,8 +137,12 @@ async def test_complete_does_not_fail_over_on_a_rejection() -> None:
     ],
 )
 async def test_all_channels_failed(errors: list[ProviderError], status: int, code: str) -> None:
-    router = _router(*((_channel(f"c{i}", i), FakeProvider(error=e)) for i, e in enumerate(errors)))
-    for result in (await router.complete(chat_request()), (await _stream(router))[1]):
+    def router() -> ModelRouter:
+        # A fresh router for each call: the first call's failures cool or eject channels.
+        return _router(*((_channel(f"c{i}", i), FakeProvider(error=e))
+                         for i, e in enumerate(errors)))
+
+    for result in (await router().complete(chat_request()), (await _stream(router()))[1]):
         assert result.error is not None
         assert (result.error.http_status, result.error.code) == (status, code)
         assert "secret" not in result.error.message and "x" != result.error.message
@@ -220,10 +224,13 @@ def _metric(name: str, **labels: str) -> float:
 async def test_attempts_are_counted_per_channel_and_outcome() -> None:
     first = _channel(f"m-first-{uuid.uuid4().hex[:8]}", 2)
     second = _channel(f"m-second-{uuid.uuid4().hex[:8]}", 1)
-    router = _router((first, FakeProvider(error=UpstreamRateLimited(429, "slow down"))),
-                     (second, FakeProvider(pieces=[ROLE, _text("a"), FINISH])))
-    await router.complete(chat_request())
-    await _stream(router)
+    def router() -> ModelRouter:
+        # A fresh router per call: the first 429 cools the first channel's key down.
+        return _router((first, FakeProvider(error=UpstreamRateLimited(429, "slow down"))),
+                       (second, FakeProvider(pieces=[ROLE, _text("a"), FINISH])))
+
+    await router().complete(chat_request())
+    await _stream(router())
     requests = "apirelay_router_upstream_requests_total"
     assert _metric(requests, channel=first.name, operation=CHAT, outcome="rate_limited") == 2
     assert _metric("apirelay_router_failovers_total", channel=first.name, operation=CHAT) == 2

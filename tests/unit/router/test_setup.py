@@ -36,8 +36,8 @@ async def test_providers_are_built_per_channel_type(caplog: pytest.LogCaptureFix
     async with upstream_session(Settings()) as client:
         with caplog.at_level(logging.WARNING):
             providers = build_providers(channels, client, {})
-    assert isinstance(providers["m"], MockProvider)
-    assert isinstance(providers["o"], OpenAIProvider)
+    assert [(k.key_id, type(k.provider)) for k in providers["m"]] == [("none", MockProvider)]
+    assert [(k.key_id, type(k.provider)) for k in providers["o"]] == [("none", OpenAIProvider)]
     assert "NOT_SET_ANYWHERE" in caplog.text
 
 
