@@ -9,6 +9,7 @@ once, so a batch costs one Redis round trip.
 from __future__ import annotations
 
 import uuid
+from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TypeVar
@@ -42,6 +43,9 @@ T = TypeVar("T")
 U = TypeVar("U")
 
 DEFAULT_LEASE_TTL_MS = 600_000
+# The most releases kept while the shared store is unreachable (the oldest drop first:
+# their leases then expire at their TTL).
+MAX_MISSED_RELEASES = 100_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +84,10 @@ class Limiter:
         self._outage = Outage(policy, clock)
         # The first successful call remembers the store's epoch; later ones compare.
         self._epoch_due = True
+        # Releases the shared store missed while unreachable: applied after its next
+        # successful call, so a lease taken there before the outage is not held to its TTL
+        # (and, by the release's tombstone, one still on its way is refused).
+        self._missed_releases: deque[Release] = deque(maxlen=MAX_MISSED_RELEASES)
 
     async def acquire(self, request: LeaseRequest) -> LeaseResult:
         """Consume every limit of the request (requests, tokens, slots), all or nothing."""
@@ -169,7 +177,8 @@ class Limiter:
             lambda: self._store.release_many([releases[i] for i in todo])) if todo else []
         if shared is None:
             self._require_fallback()
-            # Fail open: a shared lease cannot be freed now; it expires at its TTL.
+            # Fail open: a shared lease cannot be freed now; it is, once the store answers.
+            self._missed_releases.extend(releases[i] for i in todo)
             shared = [ReleaseVerdict(False)] * len(todo)
         for i, verdict in zip(todo, shared, strict=True):
             results[i] = verdict
@@ -196,7 +205,20 @@ class Limiter:
             self._epoch_due = True
         if self._epoch_due:
             await self._check_epoch()
+        if self._missed_releases:
+            await self._apply_missed_releases()
         return result
+
+    async def _apply_missed_releases(self) -> None:
+        missed = list(self._missed_releases)
+        self._missed_releases.clear()
+        try:
+            await self._store.release_many(missed)
+        except StoreUnavailable:
+            self._missed_releases.extendleft(reversed(missed))  # kept for the next success
+            self._outage.failed()
+            return
+        metrics.MISSED_RELEASES_APPLIED.inc(len(missed))
 
     async def _check_epoch(self) -> None:
         try:

@@ -19,6 +19,8 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 
+from services.ratelimit.windows import RELEASE_TOMBSTONE_MS
+
 
 @dataclass(frozen=True, slots=True)
 class LuaScript:
@@ -104,6 +106,18 @@ local function admitted(replayed)
   for _, c in ipairs(checks) do
     out[#out + 1] = c.used
     out[#out + 1] = oldest_reset(c)
+  end
+  return out
+end
+
+local gone = ttl > 0 and tonumber(redis.call('HGET', record, 'gone') or 0) or 0
+if gone > now then
+  -- Released before it was acquired (the caller gave up and released while this acquire
+  -- was still on its way): admitting it now would hold a slot nobody will free.
+  local out = {sec, usec, 0, math.min(1, n), 0}
+  for _, c in ipairs(checks) do
+    out[#out + 1] = c.used
+    out[#out + 1] = 0
   end
   return out
 end
@@ -195,13 +209,20 @@ end
 return admitted(0)
 """)
 
+
 # KEYS: record
 # ARGV: now_ms ('' = Redis TIME), token, actual_tokens (negative keeps the estimates)
 # Returns: sec, usec, released (1) or unknown, already released or expired (0)
-RELEASE = LuaScript(_CLOCK + """
+RELEASE = LuaScript(_CLOCK + f"local TOMBSTONE_MS = {RELEASE_TOMBSTONE_MS}\n" + """
 local record, token, actual = KEYS[1], ARGV[2], tonumber(ARGV[3])
 local rec = redis.call('HMGET', record, 'exp', 'm', 'c', 't')
-if not rec[1] then return {sec, usec, 0} end
+if not rec[1] then
+  -- Unknown: its acquire may still be on its way from another replica. A tombstone makes
+  -- that acquire refuse, so the order of the two cannot leak a slot.
+  redis.call('HSET', record, 'gone', now + TOMBSTONE_MS)
+  redis.call('PEXPIRE', record, TOMBSTONE_MS)
+  return {sec, usec, 0}
+end
 redis.call('DEL', record)
 if tonumber(rec[1]) <= now then return {sec, usec, 0} end
 for key in string.gmatch(rec[3], '[^\\n]+') do redis.call('ZREM', key, token) end

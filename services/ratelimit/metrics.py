@@ -41,3 +41,7 @@ BATCH_ITEMS = Histogram(
     ["operation"],
     buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512),
 )
+MISSED_RELEASES_APPLIED = Counter(
+    "apirelay_ratelimit_missed_releases_applied_total",
+    "Releases the shared store missed while unreachable, applied once it answered again.",
+)

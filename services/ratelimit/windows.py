@@ -29,6 +29,9 @@ from dataclasses import dataclass
 from services.ratelimit.limits import Acquisition, Check, Release, Usage, Verdict
 
 CONCURRENCY_RETRY_HINT_MS = 1_000
+# A release of an unknown lease leaves a tombstone this long: its acquire may still be on
+# its way (from another replica, or cancelled by its caller), and must then be refused.
+RELEASE_TOMBSTONE_MS = 60_000
 
 
 @dataclass(slots=True)
@@ -158,6 +161,8 @@ class MemoryState:
         self.windows: dict[str, Window] = {}
         self.slots: dict[str, Slots] = {}
         self.records: dict[str, _Record] = {}
+        # Leases released before their acquire arrived, until when (see RELEASE_TOMBSTONE_MS).
+        self.tombstones: dict[str, int] = {}
 
     def acquire(self, now: int, acquisition: Acquisition) -> Verdict:
         """Admit into every check or into none (see the module docstring)."""
@@ -165,6 +170,10 @@ class MemoryState:
         parts = [self._part(check) for check in checks]
         for part in parts:
             part.expire(now)
+        if acquisition.record and self.tombstones.get(acquisition.record, 0) > now:
+            # Released before it was acquired: admitting it would hold a slot nobody frees.
+            return Verdict(False, False, 0 if checks else None,
+                           tuple(Usage(part.used, 0) for part in parts))
         if self._replayed(now, acquisition.record):
             return Verdict(True, True, None, _admitted(now, parts))
         waits = [
@@ -194,7 +203,10 @@ class MemoryState:
     def release(self, now: int, release: Release) -> bool:
         """End a held lease and reconcile its tokens; False if not held."""
         record = self.records.pop(release.record, None)
-        if record is None or record.expires_at <= now:
+        if record is None:
+            self.tombstones[release.record] = now + RELEASE_TOMBSTONE_MS
+            return False
+        if record.expires_at <= now:
             return False
         for key in record.slot_keys:
             if (slots := self.slots.get(key)) is not None:
@@ -217,6 +229,8 @@ class MemoryState:
                 del self.slots[name]
         for name in [n for n, r in self.records.items() if r.expires_at <= now]:
             del self.records[name]
+        for name in [n for n, until in self.tombstones.items() if until <= now]:
+            del self.tombstones[name]
 
     def _part(self, check: Check) -> Window | Slots:
         if check.is_slots:

@@ -104,7 +104,19 @@ async def test_rl3_a_cancel_storm_leaves_no_slot_behind(
                 lease_id=request_id, subject=subject))
 
         await asyncio.gather(*(cancelled(i) for i in range(400)))
-        assert await inspect.zcard(f"{cluster.spec.prefix}c:apirelay|key={subject}") == 0
+        # A replica that saw Redis time out under the storm decided and released locally;
+        # the releases Redis missed are applied after its next successful call. Make one on
+        # every replica, then count (bounded: background releases of cancelled grants).
+        for n in range(len(replicas)):
+            await replicas.acquire(0, n, pb.AcquireLeaseRequest(
+                request_id=f"{subject}-poke-{n}", subject=f"{subject}-poke",
+                limits=pb.Limits(rpm=1_000_000)))
+        slots_key = f"{cluster.spec.prefix}c:apirelay|key={subject}"
+        deadline = asyncio.get_running_loop().time() + 2.0
+        while (held := await inspect.zcard(slots_key)) and (
+                asyncio.get_running_loop().time() < deadline):
+            await asyncio.sleep(0.05)
+        assert held == 0
         # The replicas' Redis connections survived the cancellations: exact decisions.
         after = [await replicas.acquire(0, i % len(replicas), pb.AcquireLeaseRequest(
             request_id=f"{subject}-after-{i}", subject=subject,

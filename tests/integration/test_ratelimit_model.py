@@ -58,6 +58,7 @@ EXAMPLES = int(os.environ.get("RATELIMIT_MODEL_EXAMPLES", "2000"))
 WINDOWS = StandardWindows(minute_ms=2_000, day_ms=5_000)
 TTLS = (2_000, 2_500, 4_000)
 START_MS = 1_700_000_000_000
+TOMBSTONE_MS = 60_000  # the algorithm's, restated: the reference shares no code
 ACCOUNT = Descriptor.of(("account", "acc"))
 MODEL = Descriptor.of(("key", "A"), ("model", "m"))
 RULES = (
@@ -100,9 +101,14 @@ class Reference:
     windows: dict[str, list[_Entry]] = field(default_factory=dict)
     slots: dict[str, dict[str, int]] = field(default_factory=dict)
     records: dict[str, _Record] = field(default_factory=dict)
+    tombstones: dict[str, int] = field(default_factory=dict)
 
     def acquire(self, now: int, acq: Acquisition) -> Verdict:
         """Decide as the algorithm says, recomputing each window from its full log."""
+        if acq.record and self.tombstones.get(acq.record, 0) > now:
+            # Released before acquired: refused, so the order cannot leak a slot.
+            usages = tuple(Usage(self._live(now, c).used, 0) for c in acq.checks)
+            return Verdict(False, False, 0 if acq.checks else None, usages)
         record = self.records.get(acq.record) if acq.record else None
         if record is not None and record.expires_at > now:
             return Verdict(True, True, None, self._admitted(now, acq))
@@ -129,7 +135,10 @@ class Reference:
     def release(self, now: int, release: Release) -> bool:
         """Free the slots and reweigh the entries of a held, unexpired lease."""
         record = self.records.pop(release.record, None)
-        if record is None or record.expires_at <= now:
+        if record is None:
+            self.tombstones[release.record] = now + TOMBSTONE_MS
+            return False
+        if record.expires_at <= now:
             return False
         for key in record.slot_keys:
             self.slots[key].pop(release.token, None)

@@ -260,3 +260,20 @@ async def test_a_failing_closed_batch_is_refused_whole(clock: FixedClock) -> Non
         await limiter.acquire_many([request("r1", Limits())])
     with pytest.raises(StoreUnavailable):
         await limiter.release_many([LeaseRelease("key_1", "r1")])
+
+
+async def test_a_release_the_store_missed_is_applied_after_its_next_answer(
+    clock: FixedClock,
+) -> None:
+    store = FlakyStore(clock)
+    limiter = Limiter(store, None, MemoryLimiterStore(clock), OutagePolicy(), clock)
+    held = await limiter.acquire(request("held", Limits(concurrency=1)))
+    assert held.allowed and not held.local
+    store.down = True  # the release of the shared lease cannot reach the store now
+    assert not (await limiter.release(LeaseRelease("key_1", "held"))).released
+    store.down = False
+    clock.advance(1_000)
+    # The first call after the outage is decided before the missed release is applied
+    # (the store's answer is what says it is back); from then on the slot is free.
+    assert not (await limiter.acquire(request("next", Limits(concurrency=1)))).allowed
+    assert (await limiter.acquire(request("again", Limits(concurrency=1)))).allowed
