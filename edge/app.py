@@ -21,12 +21,18 @@ from edge.keys import (
     IDEMPOTENCY,
     LIFECYCLE,
     LIMIT_POLICY,
+    RESPONSE_CACHE,
     SETTINGS,
     SETTLER,
     Lifecycle,
 )
 from edge.limits import LimitPolicy
 from edge.middlewares import request_context, require_auth, stamp_processing_time
+from edge.response_cache_store import (
+    MemoryResponseCache,
+    RedisResponseCache,
+    ResponseCacheStore,
+)
 from edge.router_client import RouterClient
 from edge.routes import setup_routes
 from edge.settlement import Settler
@@ -55,6 +61,7 @@ def create_app(settings: Settings) -> web.Application:
     app.cleanup_ctx.append(_service_clients)
     app.cleanup_ctx.append(_settlement)
     app.cleanup_ctx.append(_idempotency)
+    app.cleanup_ctx.append(_response_cache)
     app.on_startup.append(_start_metrics)
     app.on_shutdown.append(_start_draining)
     app.on_response_prepare.append(_hide_server_header)
@@ -136,6 +143,21 @@ def open_idempotency_store(settings: Settings) -> IdempotencyStore:
 
 async def _idempotency(app: web.Application) -> AsyncIterator[None]:
     store = app[IDEMPOTENCY] = open_idempotency_store(app[SETTINGS])
+    try:
+        yield
+    finally:
+        await store.close()
+
+
+def open_response_cache(settings: Settings) -> ResponseCacheStore:
+    """Redis when `EDGE_REDIS_URL` is set (shared by replicas), else this process's memory."""
+    if settings.redis_url:
+        return RedisResponseCache.from_url(settings.redis_url)
+    return MemoryResponseCache(settings.response_cache_max_entries)
+
+
+async def _response_cache(app: web.Application) -> AsyncIterator[None]:
+    store = app[RESPONSE_CACHE] = open_response_cache(app[SETTINGS])
     try:
         yield
     finally:

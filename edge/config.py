@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import enum
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import TypeVar
 
 from services.common.gateway_config import CONFIG_ENV
 
@@ -27,6 +29,23 @@ DEFAULT_BATCH_MAX_IN_FLIGHT = 2
 DEFAULT_BATCH_MAX_ITEMS = 128
 DEFAULT_IDEMPOTENCY_TTL_S = 86_400.0
 DEFAULT_IDEMPOTENCY_MAX_ENTRIES = 10_000
+DEFAULT_RESPONSE_CACHE_TTL_S = 300.0
+DEFAULT_RESPONSE_CACHE_MAX_ENTRIES = 1_000
+
+
+class CacheMode(enum.Enum):
+    """Which non-streaming answers the exact response cache keeps (EDGE_RESPONSE_CACHE)."""
+
+    OFF = "off"
+    KEY = "key"  # every cacheable answer of every key
+    HEADER = "header"  # only when the request sends `x-apirelay-cache: on`
+
+
+class CacheBilling(enum.Enum):
+    """How a cache hit is billed (EDGE_RESPONSE_CACHE_BILLING)."""
+
+    FULL = "full"  # held and settled like the original answer, at this request's tariff
+    FREE = "free"  # no hold, no charge; still counted by RPM and concurrency
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +76,10 @@ class Settings:
     idempotency_ttl_s: float = DEFAULT_IDEMPOTENCY_TTL_S
     idempotency_max_entries: int = DEFAULT_IDEMPOTENCY_MAX_ENTRIES
     redis_url: str = ""
+    response_cache: CacheMode = CacheMode.OFF
+    response_cache_ttl_s: float = DEFAULT_RESPONSE_CACHE_TTL_S
+    response_cache_billing: CacheBilling = CacheBilling.FULL
+    response_cache_max_entries: int = DEFAULT_RESPONSE_CACHE_MAX_ENTRIES
     # apirelay.yaml, for its `limits:` section; "" = the built-in default limits only.
     config_path: str = ""
 
@@ -102,6 +125,16 @@ class Settings:
                 environ, "EDGE_IDEMPOTENCY_MAX_ENTRIES", DEFAULT_IDEMPOTENCY_MAX_ENTRIES
             ),
             redis_url=environ.get("EDGE_REDIS_URL", ""),
+            response_cache=_choice(environ, "EDGE_RESPONSE_CACHE", CacheMode.OFF),
+            response_cache_ttl_s=_float(
+                environ, "EDGE_RESPONSE_CACHE_TTL_S", DEFAULT_RESPONSE_CACHE_TTL_S
+            ),
+            response_cache_billing=_choice(
+                environ, "EDGE_RESPONSE_CACHE_BILLING", CacheBilling.FULL
+            ),
+            response_cache_max_entries=_count(
+                environ, "EDGE_RESPONSE_CACHE_MAX_ENTRIES", DEFAULT_RESPONSE_CACHE_MAX_ENTRIES
+            ),
             config_path=environ.get(CONFIG_ENV, ""),
         )
 
@@ -122,6 +155,7 @@ def _int(name: str, raw: str) -> int:
     return value
 
 
+_E = TypeVar("_E", bound=enum.Enum)
 _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"0", "false", "no", "off"})
 
@@ -133,6 +167,17 @@ def _bool(environ: Mapping[str, str], name: str, *, default: bool) -> bool:
     if raw in _TRUE or raw in _FALSE:
         return raw in _TRUE
     raise ValueError(f"{name} must be true or false, got {raw!r}")
+
+
+def _choice(environ: Mapping[str, str], name: str, default: _E) -> _E:
+    raw = environ.get(name, "").strip().lower()
+    if not raw:
+        return default
+    try:
+        return type(default)(raw)
+    except ValueError:
+        allowed = "|".join(str(member.value) for member in type(default))
+        raise ValueError(f"{name} must be one of {allowed}, got {raw!r}") from None
 
 
 def _count(environ: Mapping[str, str], name: str, default: int) -> int:

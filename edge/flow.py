@@ -1,7 +1,8 @@
 """The one request flow every endpoint shares once its body is validated.
 
-    Idempotency-Key claim (non-streaming only) -> model check -> estimate ->
-    admission (lease and hold in parallel) -> router call -> answer (cost added) ->
+    Idempotency-Key claim (non-streaming only) -> response cache lookup (if on; a hit
+    is answered by edge.response_cache) -> model check -> estimate -> admission (lease
+    and hold in parallel) -> router call -> answer (cost added; kept in the cache) ->
     settlement (always, exactly once, in the background)
 
 Chat completions use the router's chat RPCs, every other endpoint Relay/StreamRelay.
@@ -38,6 +39,7 @@ from edge.keys import (
 )
 from edge.limits import ratelimit_headers
 from edge.relay import StreamRelay, StreamSetup
+from edge.response_cache import CACHE_HEADER, CacheSlot, cache_slot, serve_hit
 from edge.router_client import RouterStream
 from edge.settlement import Metering, Outcome
 from services.common.context import REQUEST_ID_HEADER
@@ -76,15 +78,27 @@ async def run(request: web.Request, job: Job) -> web.StreamResponse:
     raw_key = request.headers.get(IDEMPOTENCY_HEADER)
     if raw_key is None or job.stream:
         # A stream cannot be replayed, so a streaming request ignores Idempotency-Key.
-        return await _serve(request, principal, job)
+        return await _lookup(request, principal, job)
     digest = job.body if job.digest is None else job.digest
     claimed = await claim(request.app[IDEMPOTENCY], principal.key_id, raw_key, request, digest)
     if isinstance(claimed, StoredResponse):
         return replay(claimed, request[SHOWN_REQUEST_ID])
-    return await claimed.run(_serve(request, principal, job))
+    return await claimed.run(_lookup(request, principal, job))
 
 
-async def _serve(request: web.Request, principal: Principal, job: Job) -> web.StreamResponse:
+async def _lookup(request: web.Request, principal: Principal, job: Job) -> web.StreamResponse:
+    """Answer from the response cache when it holds this request, else serve it."""
+    slot = cache_slot(request, principal, job.endpoint.operation, job.stream, job.body)
+    answer = None if slot is None else await slot.get()
+    if answer is not None:
+        headers = {REQUEST_ID_HEADER: request[SHOWN_REQUEST_ID]}
+        return await serve_hit(request, principal, job.model, answer, headers)
+    return await _serve(request, principal, job, slot)
+
+
+async def _serve(
+    request: web.Request, principal: Principal, job: Job, slot: CacheSlot | None = None
+) -> web.StreamResponse:
     app, request_id = request.app, request[REQUEST_ID]
     model = await require_model(app[CATALOG], principal, job.model)
     estimate = job.estimate(model)
@@ -101,7 +115,7 @@ async def _serve(request: web.Request, principal: Principal, job: Job) -> web.St
         outcome.called = True
         if job.stream:
             return await _stream(request, principal, job, outcome, cost, headers)
-        return await _complete(request, principal, job, outcome, cost, headers)
+        return await _complete(request, principal, job, outcome, cost, headers, slot)
     except asyncio.CancelledError:
         outcome.client_gone = True
         raise
@@ -134,7 +148,7 @@ def _open_stream(request: web.Request, principal: Principal, job: Job) -> Router
 
 async def _complete(
     request: web.Request, principal: Principal, job: Job, outcome: Outcome,
-    cost: CostReporter, headers: dict[str, str],
+    cost: CostReporter, headers: dict[str, str], slot: CacheSlot | None,
 ) -> web.Response:
     result = await _call(request, principal, job)
     failed = result.failure is not None
@@ -147,6 +161,9 @@ async def _complete(
     body = result.body
     final = outcome.final_usage()
     nanos = None if final is None else cost.nanos(final[0])
+    if slot is not None and final is not None:
+        await slot.put(body, result.content_type, *final)
+        headers[CACHE_HEADER] = "miss"
     if nanos is not None:
         headers[COST_HEADER] = usd(nanos)
         if result.content_type.startswith(JSON):

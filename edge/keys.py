@@ -13,6 +13,7 @@ from edge.config import Settings
 from edge.domain import Principal
 from edge.idempotency import IdempotencyStore
 from edge.limits import LimitPolicy
+from edge.response_cache_store import ResponseCacheStore
 from edge.settlement import Settler
 
 
@@ -31,6 +32,7 @@ CATALOG = web.AppKey("catalog", ModelCatalog)
 SETTLER = web.AppKey("settler", Settler)
 LIMIT_POLICY = web.AppKey("limit_policy", LimitPolicy)
 IDEMPOTENCY: web.AppKey[IdempotencyStore] = web.AppKey("idempotency")
+RESPONSE_CACHE: web.AppKey[ResponseCacheStore] = web.AppKey("response_cache")
 
 # The request's id inside the system (holds, leases, logs): unique per request.
 REQUEST_ID = web.RequestKey("request_id", str)

@@ -32,3 +32,8 @@ BATCH_ITEMS = Histogram(
     ["kind"],
     buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256),
 )
+RESPONSE_CACHE_LOOKUPS = Counter(
+    "apirelay_edge_response_cache_lookups_total",
+    "Lookups in the exact response cache, by result (hit or miss).",
+    ["result"],
+)

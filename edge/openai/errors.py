@@ -34,5 +34,6 @@ class ErrorCode(enum.StrEnum):
     INVALID_IDEMPOTENCY_KEY = "invalid_idempotency_key"
     IDEMPOTENCY_KEY_IN_USE = "idempotency_key_in_use"
     IDEMPOTENCY_KEY_REUSED = "idempotency_key_reused"
+    INVALID_CACHE_HEADER = "invalid_cache_header"
     REQUEST_TOO_LARGE = "request_too_large"
     UNSUPPORTED_CONTENT_TYPE = "unsupported_content_type"

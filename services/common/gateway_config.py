@@ -17,6 +17,7 @@ from typing import Any
 
 import yaml
 
+from services.common.affinity_config import AffinityConfig, parse_affinity
 from services.common.gateway_models import (
     ConfigError,
     ModelEntry,
@@ -32,12 +33,14 @@ __all__ = [
     "DEFAULT_GROUP",
     "FULL_MULTIPLIER_BPS",
     "TOKEN_LIMIT_FIELDS",
+    "Caps",
     "ChannelEntry",
     "ConfigError",
     "GatewayConfig",
     "MockSettings",
     "ModelEntry",
     "ModelPrice",
+    "QueueConfig",
     "load_gateway_config",
     "parse_gateway_config",
     "with_channels",
@@ -51,6 +54,8 @@ DEFAULT_MOCK_REPLY = "Hello from apirelay! This is the demo model answering your
 AUTH_STYLES = ("bearer", "api-key", "none")
 # The name under which a channel's upstream wants the completion token limit.
 TOKEN_LIMIT_FIELDS = ("max_tokens", "max_completion_tokens")
+DEFAULT_QUEUE_WAIT_S = 5.0
+DEFAULT_QUEUE_SIZE = 100
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +65,28 @@ class MockSettings:
     reply: str = DEFAULT_MOCK_REPLY
     tokens_per_second: float = 0.0
     first_token_delay_ms: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class Caps:
+    """Requests per minute, tokens per minute and requests in flight; 0 means no cap."""
+
+    rpm: int = 0
+    tpm: int = 0
+    concurrency: int = 0
+
+    def __bool__(self) -> bool:
+        return bool(self.rpm or self.tpm or self.concurrency)
+
+
+@dataclass(frozen=True, slots=True)
+class QueueConfig:
+    """The `queue:` section: how long and how many requests wait when every target is at
+    its caps, and the priority of each account group (higher first; absent: 0)."""
+
+    max_wait_s: float = DEFAULT_QUEUE_WAIT_S
+    max_size: int = DEFAULT_QUEUE_SIZE
+    priorities: Mapping[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +102,8 @@ class ChannelEntry:
     `api_key_envs` names more variables holding keys of the same account pool (each key
     is tried and health-tracked on its own); `first_byte_timeout_s` bounds one try until
     its first output (0: the channel's `timeout_s`), after which the router fails over.
+    `caps: {rpm, tpm, concurrency}` caps the channel, `key_caps: {...}` each of its keys
+    (kept as flat integers so the router's store keeps them as plain options).
     """
 
     name: str
@@ -96,6 +125,22 @@ class ChannelEntry:
     responses_api: bool | None = None
     api_key_envs: tuple[str, ...] = ()
     first_byte_timeout_s: float = 0.0
+    cap_rpm: int = 0
+    cap_tpm: int = 0
+    cap_concurrency: int = 0
+    key_cap_rpm: int = 0
+    key_cap_tpm: int = 0
+    key_cap_concurrency: int = 0
+
+    @property
+    def caps(self) -> Caps:
+        """The caps of the whole channel."""
+        return Caps(self.cap_rpm, self.cap_tpm, self.cap_concurrency)
+
+    @property
+    def key_caps(self) -> Caps:
+        """The caps of each of the channel's upstream keys."""
+        return Caps(self.key_cap_rpm, self.key_cap_tpm, self.key_cap_concurrency)
 
     @property
     def try_timeout_s(self) -> float:
@@ -122,6 +167,10 @@ class GatewayConfig:
     auto_channels: bool = True
     # The `limits:` section (services.common.limits_config), read by the edge.
     limits: LimitsConfig = field(default_factory=LimitsConfig)
+    # The `queue:` section, read by the router.
+    queue: QueueConfig = field(default_factory=QueueConfig)
+    # The `affinity:` section (services.common.affinity_config), read by the router.
+    affinity: AffinityConfig = field(default_factory=AffinityConfig)
 
     def model(self, model_id: str) -> ModelEntry | None:
         """The catalog entry for `model_id` (a model's id or one of its aliases), if any."""
@@ -153,7 +202,9 @@ def parse_gateway_config(raw: Any, source: str = "<config>") -> GatewayConfig:
     groups.setdefault(DEFAULT_GROUP, FULL_MULTIPLIER_BPS)
     config = GatewayConfig(models, (), groups,
                            _flag(raw.get("auto_channels", True), f"{source}: auto_channels"),
-                           limits=parse_limits(raw.get("limits"), f"{source}: limits"))
+                           limits=parse_limits(raw.get("limits"), f"{source}: limits"),
+                           affinity=parse_affinity(raw.get("affinity"), f"{source}: affinity"),
+                           queue=_queue(raw.get("queue"), f"{source}: queue"))
     return with_channels(config, channels, source)
 
 
@@ -263,7 +314,35 @@ def _channel(raw: Any, where: str) -> ChannelEntry:
         responses_api=_optional_flag(raw, "responses_api", where),
         api_key_envs=_names(raw.get("api_key_envs"), f"{where}.api_key_envs"),
         first_byte_timeout_s=float(raw.get("first_byte_timeout_s", 0.0)),
+        **_caps(raw.get("caps"), "cap_", f"{where}.caps"),
+        **_caps(raw.get("key_caps"), "key_cap_", f"{where}.key_caps"),
     )
+
+
+def _caps(raw: Any, prefix: str, where: str) -> dict[str, int]:
+    """A `caps`/`key_caps` mapping as ChannelEntry's flat fields (`prefix` + kind)."""
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict) or not set(raw) <= {"rpm", "tpm", "concurrency"}:
+        raise ConfigError(f"{where}: expected a mapping of rpm, tpm and concurrency")
+    return {prefix + k: int_at_least(v, f"{where}.{k}") for k, v in raw.items()}
+
+
+def _queue(raw: Any, where: str) -> QueueConfig:
+    if raw is None:
+        return QueueConfig()
+    if not isinstance(raw, dict) or not set(raw) <= {"max_wait_s", "max_size", "priorities"}:
+        raise ConfigError(f"{where}: expected a mapping of max_wait_s, max_size, priorities")
+    wait = raw.get("max_wait_s", DEFAULT_QUEUE_WAIT_S)
+    if isinstance(wait, bool) or not isinstance(wait, int | float) or wait < 0:
+        raise ConfigError(f"{where}.max_wait_s: expected a number >= 0, got {wait!r}")
+    priorities = raw.get("priorities") or {}
+    if not isinstance(priorities, dict):
+        raise ConfigError(f"{where}.priorities: expected a mapping of group to priority")
+    return QueueConfig(
+        float(wait), int_at_least(raw.get("max_size", DEFAULT_QUEUE_SIZE), f"{where}.max_size"),
+        MappingProxyType({str(g): int_at_least(p, f"{where}.priorities.{g}", -1000)
+                          for g, p in priorities.items()}))
 
 
 def _names(raw: Any, where: str) -> tuple[str, ...]:

@@ -148,12 +148,19 @@ class ChannelAdmin:
             return await self._save(changed, added, changes.remove_key_ids)
 
     async def set_enabled(self, name: str, enabled: bool) -> ChannelView:
-        """Enable or disable a channel for new requests."""
+        """Enable or disable a channel for new requests; enabling also re-enables the keys
+        the upstream had blamed (401/403/402), as the operator has fixed them."""
         async with self._lock:
             stored = await self._stored(name)
             changed = replace(stored, entry=replace(stored.entry, enabled=enabled),
                               source=ChannelSource.ADMIN)
-            return await self._save(changed)
+            view = await self._save(changed)
+            if enabled:
+                # Every router built shares one HealthBook (server.router_builder).
+                keys = self.live.current.health.enable_channel(name)
+                if keys:
+                    logger.info("channel %s: keys re-enabled: %s", name, ", ".join(keys))
+            return view
 
     async def test(self, name: str, model: str = "") -> tuple[str, list[KeyTest]]:
         """One tiny completion per key of the channel; failures are results, not errors."""

@@ -40,6 +40,8 @@ class Settings:
     encryption_key: str = field(default="", repr=False)
     # Empty: every admin RPC is refused.
     admin_key: str = field(default="", repr=False)
+    # The ratelimit service holding channel and key caps; empty: caps are not enforced.
+    ratelimit_addr: str = ""
 
     @property
     def effective_database_url(self) -> str:
@@ -57,7 +59,8 @@ class Settings:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> Settings:
-        """Read ROUTER_*, APIRELAY_CONFIG, APIRELAY_HOME and APIRELAY_ADMIN_KEY."""
+        """Read ROUTER_*, APIRELAY_CONFIG, APIRELAY_HOME, APIRELAY_ADMIN_KEY and
+        RATELIMIT_SERVICE_ADDR."""
         return cls(
             listen_addr=environ.get("ROUTER_LISTEN_ADDR", DEFAULT_LISTEN_ADDR),
             metrics_addr=environ.get("ROUTER_METRICS_ADDR", ""),
@@ -73,4 +76,5 @@ class Settings:
             database_url=environ.get("ROUTER_DATABASE_URL", ""),
             encryption_key=environ.get("ROUTER_ENCRYPTION_KEY", ""),
             admin_key=environ.get("APIRELAY_ADMIN_KEY", ""),
+            ratelimit_addr=environ.get("RATELIMIT_SERVICE_ADDR", ""),
         )

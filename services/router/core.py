@@ -14,7 +14,9 @@ import time
 from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
 
 from services.common.gateway_config import ChannelEntry, GatewayConfig, ModelEntry
+from services.router.affinity import AffinityBook
 from services.router.budget import RetryPolicy
+from services.router.caps import CapGate
 from services.router.failover import Attempt, Failover, Pool
 from services.router.health import HealthBook
 from services.router.outcomes import (
@@ -51,7 +53,9 @@ CHAT = "chat_completions"
 
 class ModelRouter:
     """Serves requests by trying a model's (channel, key) targets; `health` is the
-    breaker and key state (`health.enable_key` re-enables a disabled key)."""
+    breaker and key state (`health.enable_key` re-enables a disabled key), `affinity` the
+    prompt-cache affinity book, `caps` the cap leases and wait queue (None: no caps).
+    `account` is the caller's account id ("": no affinity)."""
 
     def __init__(
         self,
@@ -62,9 +66,13 @@ class ModelRouter:
         *,
         health: HealthBook | None = None,
         retry: RetryPolicy | None = None,
+        affinity: AffinityBook | None = None,
+        caps: CapGate | None = None,
     ) -> None:
-        self._failover = Failover(config, providers, rng, clock, health=health, retry=retry)
+        self._failover = Failover(config, providers, rng, clock, health=health, retry=retry,
+                                  affinity=affinity, caps=caps)
         self.health = self._failover.health
+        self.affinity = self._failover.affinity
         serving = self._failover.serving
         self._models = tuple(sorted((m for m in config.models if serving[m.id]),
                                     key=lambda m: m.id))
@@ -77,28 +85,32 @@ class ModelRouter:
         """The channels to try for `model`, in order (empty for an unknown model)."""
         return self._failover.candidates(model)
 
-    async def complete(self, chat: ChatRequest, budget_s: float | None = None) -> CompletionResult:
+    async def complete(self, chat: ChatRequest, budget_s: float | None = None,
+                       account: str = "") -> CompletionResult:
         """Run a non-streaming chat completion, failing over on retryable errors."""
         async def call(attempt: Attempt) -> Completion:
             return await attempt.provider.complete(_chat_attempt(chat, attempt))
 
-        served = await self._failover.unary(chat.model, CHAT, budget_s, call)
+        served = await self._failover.unary(chat.model, CHAT, budget_s, call,
+                                            affinity=self.affinity.chat_key(account, chat))
         if served.answer is None:
             return CompletionResult(b"", NO_USAGE, UsageSource.ESTIMATED, "", served.route,
                                     served.error)
         return _result(chat, served.answer, served.route)
 
     def stream(
-        self, chat: ChatRequest, budget_s: float | None = None
+        self, chat: ChatRequest, budget_s: float | None = None, account: str = ""
     ) -> AsyncGenerator[bytes | StreamOutcome, None]:
         """Yield chunk bytes, then exactly one StreamOutcome."""
         def open_stream(attempt: Attempt) -> AsyncGenerator[StreamPiece, None]:
             return attempt.provider.stream(_chat_attempt(chat, attempt))
 
         return self._failover.stream(chat.model, CHAT, budget_s, open_stream,
-                                     lambda: StreamTally(chat))
+                                     lambda: StreamTally(chat),
+                                     affinity=self.affinity.chat_key(account, chat))
 
-    async def relay(self, request: RelayRequest, budget_s: float | None = None) -> RelayResult:
+    async def relay(self, request: RelayRequest, budget_s: float | None = None,
+                    account: str = "") -> RelayResult:
         """Run a non-streaming relayed request, failing over on retryable errors."""
         pool, bridge = self._route(request)
 
@@ -109,7 +121,8 @@ class ModelRouter:
             return await attempt.provider.relay(_relay_attempt(request, attempt))
 
         operation = request.operation.value
-        served = await self._failover.unary(request.model, operation, budget_s, call, pool)
+        served = await self._failover.unary(request.model, operation, budget_s, call, pool,
+                                            self.affinity.relay_key(account, request))
         answer = served.answer
         if answer is None:
             return RelayResult(b"", "", NO_USAGE, UsageSource.ESTIMATED, served.route,
@@ -118,7 +131,7 @@ class ModelRouter:
                            source_of(answer.reported), served.route)
 
     def relay_stream(
-        self, request: RelayRequest, budget_s: float | None = None
+        self, request: RelayRequest, budget_s: float | None = None, account: str = ""
     ) -> AsyncGenerator[bytes | StreamHead | StreamOutcome, None]:
         """Yield a StreamHead and the pieces once the first content came, then the outcome."""
         pool, bridge = self._route(request)
@@ -130,7 +143,8 @@ class ModelRouter:
             return attempt.provider.relay_stream(_relay_attempt(request, attempt))
 
         return self._failover.stream(request.model, request.operation.value, budget_s,
-                                     open_stream, lambda: RelayTally(request), pool)
+                                     open_stream, lambda: RelayTally(request), pool,
+                                     self.affinity.relay_key(account, request))
 
     def _route(self, request: RelayRequest) -> tuple[Pool, ResponsesBridge | None]:
         """The candidates of a relayed request, and the bridge when some speak only chat."""

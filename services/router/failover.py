@@ -25,8 +25,10 @@ from typing import Generic, Protocol, TypeVar
 
 from services.common.gateway_config import ChannelEntry, GatewayConfig
 from services.router import metrics
+from services.router.affinity import AffinityBook
 from services.router.balancer import Balancer, Target
 from services.router.budget import RetryBudget, RetryPolicy
+from services.router.caps import CapGate
 from services.router.channels import NO_KEY_ID
 from services.router.errors import ProviderError, UpstreamTimeout
 from services.router.health import HealthBook
@@ -114,13 +116,16 @@ class Failover:
         *,
         health: HealthBook | None = None,
         retry: RetryPolicy | None = None,
+        affinity: AffinityBook | None = None,
+        caps: CapGate | None = None,
     ) -> None:
         self._rng = rng or random.Random()
         self._clock = clock
         self.health = health or HealthBook(clock=clock)
+        self.affinity = affinity or AffinityBook(config.affinity, clock)
         retry = retry or RetryPolicy()
         self._parts = WalkParts(Balancer(self.health, self._rng), RetryBudget(retry), retry,
-                                self._rng, clock, self.channel_metrics)
+                                self._rng, clock, self.channel_metrics, self.affinity, caps)
         enabled = [c for c in config.channels if c.enabled]
         self.serving = {m.id: tuple(c for c in enabled if m.id in c.models) for m in config.models}
         self._fallbacks = {m.id: m.fallbacks for m in config.models}
@@ -150,10 +155,11 @@ class Failover:
     async def unary(
         self, model: str, operation: str, budget_s: float | None,
         call: Callable[[Attempt], Awaitable[T]], pool: Pool | None = None,
+        affinity: str | None = None,
     ) -> Served[T]:
         """Await `call` on targets of `pool` (default: all of `model`'s) until one answers
-        or no retry is left."""
-        walk = self._walk(model, operation, budget_s, pool)
+        or no retry is left; `affinity` is the request's prompt-cache affinity key."""
+        walk = self._walk(model, operation, budget_s, pool, affinity)
         try:
             while (attempt := await walk.next()) is not None:
                 started = self._clock()
@@ -179,10 +185,11 @@ class Failover:
         self, model: str, operation: str, budget_s: float | None,
         open_stream: Callable[[Attempt], AsyncGenerator[P, None]],
         new_tally: Callable[[], Tally[P, C]], pool: Pool | None = None,
+        affinity: str | None = None,
     ) -> AsyncGenerator[C | StreamOutcome, None]:
         """Yield what the tally delivers of one target's stream (of `pool`, default all of
-        `model`'s), then one StreamOutcome."""
-        walk = self._walk(model, operation, budget_s, pool)
+        `model`'s), then one StreamOutcome; `affinity` as for `unary`."""
+        walk = self._walk(model, operation, budget_s, pool, affinity)
         try:
             while (attempt := await walk.next()) is not None:
                 tally = new_tally()
@@ -248,7 +255,7 @@ class Failover:
         return tuple(t for c in channels for t in self._targets[c.name])
 
     def _walk(self, model: str, operation: str, budget_s: float | None,
-              pool: Pool | None) -> Walk:
+              pool: Pool | None, affinity: str | None) -> Walk:
         first = Stage(model, pool or self.pool(model))
 
         def fallbacks() -> list[Stage]:
@@ -256,7 +263,7 @@ class Failover:
                     for f in self._fallbacks.get(model, ()) if f != model]
 
         deadline = None if budget_s is None else self._clock() + budget_s
-        return Walk(fallbacks, first, operation, deadline, self._parts)
+        return Walk(fallbacks, first, operation, deadline, self._parts, affinity)
 
 
 def _targets(channel: ChannelEntry, keyed: Provider | Sequence[KeyedProvider]) -> tuple[Target, ...]:

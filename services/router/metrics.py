@@ -86,3 +86,10 @@ FALLBACKS = Counter(
     "Requests moved on to a fallback model, by requested model and fallback model.",
     ["model", "fallback"],
 )
+AFFINITY_LOOKUPS = Counter(
+    "apirelay_router_affinity_lookups",
+    "Prompt-cache affinity lookups of a request's first try by outcome: hit (sent to the "
+    "remembered target), miss (none remembered), unavailable (remembered but ejected, "
+    "cooling, disabled or no longer a candidate). Hit rate: hit over all outcomes.",
+    ["outcome"],
+)

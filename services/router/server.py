@@ -11,10 +11,18 @@ import aiohttp
 
 from apirelay.router.v1 import router_pb2_grpc
 from services.common.gateway_config import GatewayConfig, load_gateway_config
-from services.common.grpc_server import StartedService, serve_until_signal, start_grpc_server
+from services.common.grpc_client import open_channel
+from services.common.grpc_server import (
+    Cleanup,
+    StartedService,
+    serve_until_signal,
+    start_grpc_server,
+)
 from services.common.interceptor import ServiceInterceptor
 from services.common.metrics import start_metrics_server
 from services.router.admin import ChannelAdmin, RouterBuilder
+from services.router.affinity import AffinityBook
+from services.router.caps import CapGate, RateLimitLeases
 from services.router.channels import Channel
 from services.router.config import Settings
 from services.router.core import ModelRouter
@@ -55,18 +63,22 @@ def upstream_session(settings: Settings) -> aiohttp.ClientSession:
     )
 
 
-def router_builder(session: aiohttp.ClientSession, settings: Settings) -> RouterBuilder:
+def router_builder(session: aiohttp.ClientSession, settings: Settings,
+                   caps: CapGate | None = None,
+                   affinity: AffinityBook | None = None) -> RouterBuilder:
     """How a channel set becomes a ModelRouter (called at start and on every change).
 
     Every router built shares one HealthBook, so an admin change does not forget which
-    keys are ejected, cooling down or disabled.
+    keys are ejected, cooling down or disabled, one CapGate (its wait queue) and one
+    AffinityBook (which target served which prompt).
     """
     health = HealthBook()
 
     def build(config: GatewayConfig, channels: tuple[Channel, ...]) -> ModelRouter:
         providers = {c.name: build_key_providers(c, session, settings.connect_timeout_s)
                      for c in channels}
-        return ModelRouter(config, providers, health=health)
+        return ModelRouter(config, providers, health=health, caps=caps,
+                           affinity=affinity or AffinityBook(config.affinity))
 
     return build
 
@@ -83,13 +95,20 @@ async def start(settings: Settings, environ: Mapping[str, str] = os.environ) -> 
     """Start the router; `environ` holds the upstream keys the channels name."""
     file_config = load_gateway_config(settings.config_path)
     session = upstream_session(settings)
+    # Caps are held on the ratelimit service; without its address they are not enforced.
+    leases = open_channel(settings.ratelimit_addr) if settings.ratelimit_addr else None
+    caps = None if leases is None else CapGate(RateLimitLeases(leases), file_config.queue)
     engine = create_engine(settings.effective_database_url)
+    cleanups: list[Cleanup] = [session.close, engine.dispose]
+    if leases is not None:
+        cleanups.append(leases.close)
     try:
         await create_schema(engine)
         admin = ChannelAdmin(
             SqlChannelStore(engine), key_cipher(settings),
             EgressPolicy(allow_private(environ, settings.config_path)),
-            file_config, environ, router_builder(session, settings))
+            file_config, environ,
+            router_builder(session, settings, caps, AffinityBook(file_config.affinity)))
         servicer = RouterServicer(await admin.start(), admin)
         running = await start_grpc_server(
             settings.listen_addr,
@@ -98,13 +117,13 @@ async def start(settings: Settings, environ: Mapping[str, str] = os.environ) -> 
             ServiceInterceptor(ERRORS, admin_methods=ADMIN_METHODS, admin_key=settings.admin_key),
         )
     except BaseException:
-        await session.close()
-        await engine.dispose()
+        for cleanup in reversed(cleanups):
+            await cleanup()
         raise
     if not settings.admin_key:
         logger.warning("APIRELAY_ADMIN_KEY is unset: channel admin RPCs are refused")
     start_metrics_server(settings.metrics_addr)
-    return StartedService(running, [session.close, engine.dispose])
+    return StartedService(running, cleanups)
 
 
 async def serve(settings: Settings) -> None:

@@ -13,6 +13,7 @@ from services.common.interceptor import ErrorTable
 from services.router import admin_wire, translate
 from services.router.admin import ChannelAdmin
 from services.router.admin_types import ChannelExists, ChannelNotFound, ChannelReadOnly
+from services.router.caps import Demand, set_demand
 from services.router.coalesce import ready_batches
 from services.router.core import ModelRouter
 from services.router.database import StoreUnavailable
@@ -70,7 +71,9 @@ class RouterServicer(router_pb2_grpc.RouterServiceServicer):
     ) -> router_pb2.CreateChatCompletionResponse:
         """Run a non-streaming completion; failures are response data."""
         chat = _parse_chat(request.body, request.model, request.request_id, stream=False)
-        result = await self._router.complete(chat, context.time_remaining())
+        set_demand(_chat_demand(request.caller, chat))
+        result = await self._router.complete(chat, context.time_remaining(),
+                                             request.caller.account_id)
         return router_pb2.CreateChatCompletionResponse(
             body=result.body,
             usage=translate.usage(result.usage),
@@ -87,7 +90,9 @@ class RouterServicer(router_pb2_grpc.RouterServiceServicer):
     ) -> AsyncIterator[router_pb2.StreamChatCompletionResponse]:
         """Stream the chunks ready at once as one item each; the end rides on the last."""
         chat = _parse_chat(request.body, request.model, request.request_id, stream=True)
-        async for batch in ready_batches(self._router.stream(chat, context.time_remaining())):
+        set_demand(_chat_demand(request.caller, chat))
+        stream = self._router.stream(chat, context.time_remaining(), request.caller.account_id)
+        async for batch in ready_batches(stream):
             yield translate.chat_item(batch)
 
     async def Relay(
@@ -97,7 +102,9 @@ class RouterServicer(router_pb2_grpc.RouterServiceServicer):
     ) -> router_pb2.RelayResponse:
         """Relay a non-streaming request of another endpoint; failures are response data."""
         relayed = _parse_relay(request, stream=False)
-        result = await self._router.relay(relayed, context.time_remaining())
+        set_demand(_relay_demand(request.caller, relayed))
+        result = await self._router.relay(relayed, context.time_remaining(),
+                                          request.caller.account_id)
         return translate.relay_response(result)
 
     async def StreamRelay(
@@ -107,7 +114,9 @@ class RouterServicer(router_pb2_grpc.RouterServiceServicer):
     ) -> AsyncIterator[router_pb2.StreamRelayResponse]:
         """Stream the pieces ready at once as one item each; the end rides on the last."""
         relayed = _parse_relay(request, stream=True)
-        stream = self._router.relay_stream(relayed, context.time_remaining())
+        set_demand(_relay_demand(request.caller, relayed))
+        stream = self._router.relay_stream(relayed, context.time_remaining(),
+                                           request.caller.account_id)
         content_type = ""
         async for batch in ready_batches(stream):
             heads = [item.content_type for item in batch if isinstance(item, StreamHead)]
@@ -200,3 +209,15 @@ def _parse_relay(request: RelayCall, *, stream: bool) -> RelayRequest:
         translate.operation(request.operation), request.body, request.content_type,
         request.model, request.request_id or get_request_id(), stream=stream,
     )
+
+
+# The demand is set for the task serving the RPC (one per call), like the request id.
+# The token estimate is only computed when a capped target needs it.
+def _chat_demand(caller: router_pb2.Caller, chat: ChatRequest) -> Demand:
+    return Demand(chat.request_id, caller.account_id, caller.group,
+                  lambda: chat.estimated_prompt_tokens() + (chat.max_tokens or 0))
+
+
+def _relay_demand(caller: router_pb2.Caller, relayed: RelayRequest) -> Demand:
+    return Demand(relayed.request_id, caller.account_id, caller.group,
+                  relayed.estimated_input_tokens)

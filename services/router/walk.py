@@ -4,7 +4,9 @@ The walk asks the balancer for each next (channel, key) of the model's pool; whe
 pool is spent and every failure so far was retryable, it goes on with the model's
 fallback models (the upstream model changes, the request stays billed as the model the
 client asked for). A retry (any try after the first) needs a slot of the retry budget
-and waits a fully jittered backoff first, both within the client's deadline.
+and waits a fully jittered backoff first, both within the client's deadline. A target
+whose caps refuse a lease is skipped; when only such targets are left, the request
+waits in the caps' queue for them (services/router/caps.py).
 """
 
 from __future__ import annotations
@@ -17,9 +19,12 @@ from dataclasses import dataclass, field
 
 from services.common.gateway_config import ChannelEntry
 from services.router import metrics
+from services.router.affinity import AffinityBook
 from services.router.balancer import Balancer, Target
 from services.router.budget import RetryBudget, RetryPolicy, backoff_s
+from services.router.caps import UPSTREAM_CAPACITY, CapGate, CapTurn
 from services.router.errors import ProviderError
+from services.router.health import Headroom
 from services.router.outcomes import CompletionError, RouteInfo, final_error
 from services.router.providers.base import Provider
 
@@ -66,13 +71,16 @@ class Walk:
     """Hands out a request's attempts and accounts their ends."""
 
     def __init__(self, stages: Callable[[], Sequence[Stage]], first: Stage, operation: str,
-                 deadline: float | None, parts: WalkParts) -> None:
+                 deadline: float | None, parts: WalkParts, affinity: str | None = None) -> None:
         self._more_stages = stages
         self._stages: list[Stage] = [first]
         self._stage = 0
         self._operation = operation
         self._deadline = deadline
         self._parts = parts
+        # The request's prompt-cache affinity key (services/router/affinity.py), if any.
+        self._affinity = affinity
+        self._remember: str | None = None  # the key whose lookup this request made
         self._tried: list[Target] = []
         self._failures: list[ProviderError] = []
         self._current: Target | None = None
@@ -81,6 +89,7 @@ class Walk:
         self.attempts = 0
         self.route = RouteInfo()
         self.channel_metrics: metrics.ChannelMetrics | None = None
+        self._caps = CapTurn(parts.caps, parts.clock)
         parts.budget.request_started()
 
     @property
@@ -95,17 +104,27 @@ class Walk:
             return None
         while True:
             stage = self._stages[self._stage]
-            target = self._parts.balancer.pick(stage.pool.targets, stage.model, self._tried,
-                                               panic=self.attempts == 0)
+            health = self._parts.balancer.health
+            target = self._sticky(stage) or self._parts.balancer.pick(
+                health.weighted(stage.pool.targets), stage.model,
+                [*self._tried, *self._caps.capped],
+                panic=self.attempts == 0 and not self._caps.capped)
             if target is not None:
-                return await self._start(stage, target)
-            if not self._next_stage():
+                if not await self._caps.admit(target, target.channel.timeout_s):
+                    continue
+                attempt = await self._start(stage, target)
+                if attempt is None:
+                    self._caps.release()
+                return attempt
+            if not self._next_stage() and not await self._caps.wait(self._deadline):
                 return None
 
     def succeeded(self, latency_s: float, mode: str) -> None:
         """The current try answered (its first output, for a stream)."""
         target = self._target()
         self._parts.balancer.health.succeeded(target.channel.name, target.key_id, self.model)
+        if self._remember is not None and self._parts.affinity is not None and not self._stage:
+            self._parts.affinity.remember(self._remember, target)
         metrics.MODEL_LATENCY.labels(self._stages[0].model, mode).observe(latency_s)
 
     def count(self, outcome: str) -> None:
@@ -130,10 +149,13 @@ class Walk:
     def close(self) -> None:
         """The request is over: release what its last try held."""
         self._end_try()
+        self._caps.close()
         self._parts.budget.request_ended()
 
     def error(self) -> CompletionError:
         """The client's error: the pool was empty, nothing was available, or all failed."""
+        if self._caps.exhausted:
+            return UPSTREAM_CAPACITY
         if self._failures or self._timed_out:
             return final_error(self._failures)
         first = self._stages[0].pool
@@ -171,6 +193,17 @@ class Walk:
         self.channel_metrics = parts.channel_metrics(channel.name, self._operation)
         return Attempt(target.provider, upstream, timeout, target.key_id, first_byte)
 
+    def _sticky(self, stage: Stage) -> Target | None:
+        """The target remembered for the request's prompt, on its first try, if usable."""
+        book, key = self._parts.affinity, self._affinity
+        if key is None or book is None or self.attempts or self._stage:
+            return None
+        # One lookup per request; whichever target then serves it is remembered.
+        self._affinity, self._remember = None, key
+        health = self._parts.balancer.health
+        return book.choose(key, stage.pool.targets,
+                           lambda t: health.available(t.channel.name, t.key_id, stage.model))
+
     def _next_stage(self) -> bool:
         """Go on with the next fallback model; false when there is none (or no reason)."""
         if not self._failures or any(not f.retryable for f in self._failures):
@@ -190,8 +223,15 @@ class Walk:
 
     def _end_try(self) -> None:
         if self._current is not None:
-            self._parts.balancer.release(self._current)
+            current = self._current
+            self._parts.balancer.release(current)
+            # OpenAI-compatible providers expose the key's quota left (health's headroom).
+            headroom = getattr(current.provider, "headroom", None)
+            if isinstance(headroom, Headroom):
+                self._parts.balancer.health.note_headroom(current.channel.name, current.key_id,
+                                                          headroom)
             self._current = None
+        self._caps.release()
         if self._retry_slot:
             self._parts.budget.retry_ended()
             self._retry_slot = False
@@ -207,3 +247,5 @@ class WalkParts:
     rng: random.Random
     clock: Callable[[], float]
     channel_metrics: Callable[[str, str], metrics.ChannelMetrics]
+    affinity: AffinityBook | None = None
+    caps: CapGate | None = None

@@ -1,15 +1,18 @@
 """RS-1..RS-5 (reliability-anchors 6.3) at PR size: a real grpc.aio RouterService over
-real OpenAI providers and scriptable fake upstreams on 127.0.0.1. Each test prints one
-JSON line of figures."""
+real OpenAI providers and scriptable fake upstreams on 127.0.0.1. Each RS test prints one
+JSON line of figures. Then a channel's key pool (401 disables a key, a 429 cools it for
+its retry-after) and a fallback model chain, on a settable health clock."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import random
 import time
+from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import grpc
 import orjson
@@ -203,3 +206,120 @@ async def test_rs5_the_client_deadline_ends_every_attempt() -> None:
     assert ended < 1.3
 
 
+
+
+class Clock:
+    """A settable monotonic clock for the router's health."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class FirstDraw(random.Random):
+    """Every draw is 0: the first key of a pool wins every pick it is available for."""
+
+    def random(self) -> float:
+        return 0.0
+
+
+@dataclass
+class KeyedUpstream:
+    """A fake OpenAI upstream answering per key: "ok", "401", or "429" (retry-after: 2)."""
+
+    modes: dict[str, str]
+    hits: Counter[str] = field(default_factory=Counter)
+
+    async def chat(self, request: web.Request) -> web.StreamResponse:
+        key = request.headers["authorization"].removeprefix("Bearer ")
+        self.hits[key] += 1
+        mode = self.modes.get(key, "ok")
+        if mode == "401":
+            return web.json_response({"error": {"message": "Incorrect API key provided",
+                                                "code": "invalid_api_key"}}, status=401)
+        if mode == "429":
+            return web.json_response({"error": {"message": "Rate limit reached"}}, status=429,
+                                     headers={"retry-after": "2"})
+        if mode == "503":
+            return web.json_response({"error": {"message": "down"}}, status=503)
+        body = await request.json()
+        return web.json_response({
+            "id": "c", "object": "chat.completion", "created": 1, "model": body["model"],
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": "ok"},
+                         "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": 3, "completion_tokens": 1, "total_tokens": 4}})
+
+
+@asynccontextmanager
+async def keyed(upstream: KeyedUpstream, channels: tuple[ChannelEntry, ...],
+                models: tuple[ModelEntry, ...], clock: Clock) -> AsyncIterator[Stub]:
+    """A router over `channels` (their base_url filled in) fronting one keyed upstream;
+    the keys come from K1, K2 = "one", "two"."""
+    app = web.Application()
+    app.router.add_post("/v1/chat/completions", upstream.chat)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    channels = tuple(replace(c, base_url=f"http://127.0.0.1:{port}/v1") for c in channels)
+    config = GatewayConfig(models=models, channels=channels, group_multipliers_bps={})
+    session = upstream_session(Settings())
+    providers = build_providers(channels, session, {"K1": "one", "K2": "two"})
+    servicer = RouterServicer(ModelRouter(config, providers, FirstDraw(), clock))
+    running = await start_grpc_server(
+        "127.0.0.1:0",
+        lambda server: router_pb2_grpc.add_RouterServiceServicer_to_server(servicer, server),
+        [SERVICE_NAME], ServiceInterceptor(ERRORS))
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{running.port}") as channel:
+            yield router_pb2_grpc.RouterServiceStub(channel)
+    finally:
+        await running.stop(0)
+        await session.close()
+        await runner.cleanup()
+
+
+POOL = (ChannelEntry(name="pool", type="openai", models=("demo",), api_key_envs=("K1", "K2")),)
+
+
+async def test_a_key_answering_401_is_disabled_and_the_second_key_serves() -> None:
+    upstream = KeyedUpstream({"one": "401"})
+    async with keyed(upstream, POOL, (ModelEntry("demo"),), Clock()) as stub:
+        answers = [await _unary(stub) for _ in range(6)]
+    assert not any(a.HasField("error") for a in answers)
+    assert [a.route.attempts for a in answers] == [2, 1, 1, 1, 1, 1]
+    assert upstream.hits == Counter({"one": 1, "two": 6})  # key 1 never again
+
+
+async def test_a_429_with_retry_after_2_cools_the_key_for_2_seconds() -> None:
+    upstream, clock = KeyedUpstream({"one": "429"}), Clock()
+    async with keyed(upstream, POOL, (ModelEntry("demo"),), clock) as stub:
+        first = await _unary(stub)
+        upstream.modes.clear()
+        clock.now += 1.9
+        cooling = await _unary(stub)
+        hits_while_cooling = dict(upstream.hits)
+        clock.now += 0.2
+        cooled = await _unary(stub)
+    assert not first.HasField("error") and first.route.attempts == 2
+    assert cooling.route.attempts == 1 and hits_while_cooling == {"one": 1, "two": 2}
+    assert not cooled.HasField("error") and upstream.hits == Counter({"one": 2, "two": 2})
+
+
+async def test_a_model_whose_channels_all_fail_is_served_by_its_fallback() -> None:
+    upstream = KeyedUpstream({"one": "503"})
+    channels = (ChannelEntry(name="a1", type="openai", models=("demo",), api_key_env="K1"),
+                ChannelEntry(name="a2", type="openai", models=("demo",), api_key_env="K1"),
+                ChannelEntry(name="b1", type="openai", models=("backup",), api_key_env="K2",
+                             model_map={"backup": "backup-2025-01"}))
+    models = (ModelEntry("demo", fallbacks=("backup",)), ModelEntry("backup"))
+    async with keyed(upstream, channels, models, Clock()) as stub:
+        answer = await _unary(stub)
+    assert not answer.HasField("error")
+    # The route names the model sent upstream; the client's model stays "demo" (billed).
+    assert (answer.route.channel, answer.route.upstream_model, answer.route.attempts) == \
+        ("b1", "backup-2025-01", 3)
+    assert upstream.hits == Counter({"one": 2, "two": 1})

@@ -82,7 +82,7 @@ class AnthropicProvider:
             finally:
                 response.release()
         if not 200 <= response.status < 300:
-            raise error_for_status(response.status, raw, self._redact)
+            raise error_for_status(response.status, raw, self._redact, response.headers)
         return completion_of(raw, int(self._clock()))
 
     async def stream(self, request: UpstreamRequest) -> AsyncGenerator[StreamPiece, None]:
@@ -94,7 +94,7 @@ class AnthropicProvider:
             with transport_errors(CONNECTION_FAILED):
                 if not 200 <= response.status < 300:
                     raise error_for_status(response.status, await response.read(),
-                                           self._redact)
+                                           self._redact, response.headers)
                 translator = StreamTranslator(int(self._clock()),
                                               forward_usage=request.chat.include_usage,
                                               redact=self._redact)

@@ -7,10 +7,17 @@ with our side of the channel (401 authentication_error: the upstream key is bad;
 billing_error; 403 permission_error; 404 not_found_error: the channel's model id does
 not exist there) or with Anthropic (500 api_error, 529 overloaded_error) is retryable
 on another channel, with a generic message. 429 rate_limit_error and 504 timeout_error
-are the router's rate-limited and timed-out kinds.
+are the router's rate-limited and timed-out kinds; a 429 carries how long the key must
+cool down: `retry-after`, else the reset time (RFC 3339) of the exhausted
+`anthropic-ratelimit-*-reset` limits (those whose `-remaining` is 0; all of them when
+none says so).
 """
 
 from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from datetime import datetime
 
 from services.router.errors import (
     ProviderError,
@@ -20,8 +27,11 @@ from services.router.errors import (
     UpstreamUnavailable,
 )
 from services.router.providers.base import field_of, loads_or_none
+from services.router.providers.http import cooldown_s as http_cooldown_s
 
 OVERLOADED_STATUS = 529
+# The limits Anthropic reports as `anthropic-ratelimit-<limit>-{remaining,reset}`.
+RATE_LIMITS = ("requests", "tokens", "input-tokens", "output-tokens")
 # Anthropic error types and the HTTP status each one comes with.
 STATUS_OF_TYPE = {
     "invalid_request_error": 400,
@@ -46,10 +56,39 @@ _GENERIC = {
 }
 
 
-def error_for_status(status: int, body: bytes, redact: tuple[str, ...] = ()) -> ProviderError:
-    """The ProviderError of an Anthropic error answer with HTTP status `status`."""
+def error_for_status(status: int, body: bytes, redact: tuple[str, ...] = (),
+                     headers: Mapping[str, str] | None = None) -> ProviderError:
+    """The ProviderError of an Anthropic error answer with HTTP status `status` (a 429's
+    cooldown read from `headers`)."""
     error = field_of(loads_or_none(body), "error")
-    return _error(status, field_of(error, "message"), redact)
+    result = _error(status, field_of(error, "message"), redact)
+    if result.kind == "rate_limited" and headers is not None:
+        result.retry_after_s = cooldown_s(headers, time.time())
+    return result
+
+
+def cooldown_s(headers: Mapping[str, str], now: float) -> float | None:
+    """How long Anthropic's 429 headers ask to wait (`now`: epoch seconds); None if unsaid."""
+    if (seconds := http_cooldown_s(headers, now)) is not None:
+        return seconds
+    resets: list[float] = []
+    exhausted: list[float] = []
+    for limit in RATE_LIMITS:
+        at = _epoch(headers.get(f"anthropic-ratelimit-{limit}-reset", ""))
+        if at is None:
+            continue
+        resets.append(at)
+        if headers.get(f"anthropic-ratelimit-{limit}-remaining", "").strip() == "0":
+            exhausted.append(at)
+    chosen = exhausted or resets
+    return max(max(chosen) - now, 0.0) if chosen else None
+
+
+def _epoch(text: str) -> float | None:
+    try:
+        return datetime.fromisoformat(text.strip()).timestamp() if text.strip() else None
+    except ValueError:
+        return None
 
 
 def error_for_event(payload: bytes, redact: tuple[str, ...] = ()) -> ProviderError:

@@ -61,13 +61,14 @@ class GeminiHTTP:
         finally:
             response.release()
         if not 200 <= response.status < 300:
-            raise gemini_error(response.status, body, self.redact)
+            raise gemini_error(response.status, body, self.redact, response.headers)
         return body
 
     async def check(self, response: aiohttp.ClientResponse) -> None:
         """Raise the upstream's error unless the (streamed) answer is a success."""
         if not 200 <= response.status < 300:
-            raise gemini_error(response.status, await response.read(), self.redact)
+            raise gemini_error(response.status, await response.read(), self.redact,
+                               response.headers)
 
     def _timeout(self, timeout_s: float) -> aiohttp.ClientTimeout:
         # As for OpenAI channels: each wait gets the attempt's time, no cap on a stream.

@@ -20,6 +20,7 @@ from yarl import URL
 from services.common.context import REQUEST_ID_HEADER
 from services.common.gateway_config import ChannelEntry
 from services.router.errors import ProviderError, UpstreamTimeout, UpstreamUnavailable
+from services.router.health import Headroom
 from services.router.providers.base import error_for_status
 
 DEFAULT_CONNECT_TIMEOUT_S = 10.0
@@ -45,6 +46,21 @@ def cooldown_s(headers: Mapping[str, str], now: float | None = None) -> float | 
             pass
     resets = [d for h in RESET_HEADERS if (d := _duration(headers.get(h, ""))) is not None]
     return max(resets) if resets else None
+
+
+def headroom_of(headers: Mapping[str, str]) -> Headroom | None:
+    """The lowest `x-ratelimit-remaining-*` / `x-ratelimit-limit-*` fraction (requests,
+    tokens) of an answer and its limit's reset; None when the upstream sends neither."""
+    lowest: Headroom | None = None
+    for kind in ("requests", "tokens"):
+        remaining = _number(headers.get(f"x-ratelimit-remaining-{kind}", ""))
+        limit = _number(headers.get(f"x-ratelimit-limit-{kind}", ""))
+        if remaining is None or not limit:
+            continue
+        fraction = min(remaining / limit, 1.0)
+        if lowest is None or fraction < lowest.fraction:
+            lowest = Headroom(fraction, _duration(headers.get(f"x-ratelimit-reset-{kind}", "")))
+    return lowest
 
 
 def with_cooldown(error: ProviderError, headers: Mapping[str, str]) -> ProviderError:
@@ -109,6 +125,8 @@ class UpstreamHTTP:
         self._query = dict(query) if query else None
         # Strings that must never reach a client, even inside a passed-through message.
         self.redact = (api_key, channel.base_url)
+        # The key's quota left, from its newest answer (the router's health reads it).
+        self.headroom: Headroom | None = None
 
     async def post(
         self, path: str, body: bytes, request_id: str, timeout_s: float, *,
@@ -133,6 +151,7 @@ class UpstreamHTTP:
             body = await response.read()
         finally:
             response.release()
+        self.headroom = headroom_of(response.headers) or self.headroom
         if not 200 <= response.status < 300:
             raise with_cooldown(error_for_status(response.status, body, self.redact),
                                 response.headers)
@@ -140,6 +159,7 @@ class UpstreamHTTP:
 
     async def check(self, response: aiohttp.ClientResponse) -> None:
         """Raise the upstream's error unless the (streamed) answer is a success."""
+        self.headroom = headroom_of(response.headers) or self.headroom
         if not 200 <= response.status < 300:
             raise with_cooldown(
                 error_for_status(response.status, await response.read(), self.redact),

@@ -18,6 +18,7 @@ import orjson
 
 from services.common.gateway_config import ChannelEntry
 from services.router.errors import UpstreamUnavailable
+from services.router.health import Headroom
 from services.router.providers import openai_relay
 from services.router.providers.base import (
     Completion,
@@ -73,6 +74,11 @@ class OpenAIProvider:
         self._http = UpstreamHTTP(channel, session, api_key, connect_timeout_s, query)
         self._quirks = Quirks(channel.stream_usage is not False, channel.token_limit_field,
                               channel.responses_api is not False)
+
+    @property
+    def headroom(self) -> Headroom | None:
+        """The key's quota left, from its newest answer's `x-ratelimit-*` headers."""
+        return self._http.headroom
 
     async def complete(self, request: UpstreamRequest) -> Completion:
         """POST the request and return the upstream's chat.completion bytes untouched."""

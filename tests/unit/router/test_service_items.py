@@ -29,7 +29,7 @@ class _Router:
     """Yields a head alone, then (after a real wait) the pieces and the end."""
 
     async def relay_stream(
-        self, request: RelayRequest, budget_s: float | None = None
+        self, request: RelayRequest, budget_s: float | None = None, account: str = ""
     ) -> AsyncGenerator[bytes | StreamHead | StreamOutcome, None]:
         yield StreamHead("audio/mpeg")
         await asyncio.sleep(0)
