@@ -136,12 +136,13 @@ async def test_rl3_a_killed_replica_and_dead_holders_leak_no_slot(
         async with Replicas(killed.addresses) as replicas:
             # Three holders that die: they never release; their TTL frees the slots.
             dead_ttl_s = 6.0
-            dead_until = asyncio.get_running_loop().time() + dead_ttl_s
             for i in range(3):
                 ttl = Duration(seconds=int(dead_ttl_s))
                 assert (await replicas.acquire(0, i, pb.AcquireLeaseRequest(
                     request_id=f"{subject}-dead-{i}", subject=subject, lease_ttl=ttl,
                     limits=pb.Limits(concurrency=limit)))).allowed
+            # Counted from after the last holder's grant (its TTL runs from Redis' clock then).
+            dead_until = asyncio.get_running_loop().time() + dead_ttl_s + 0.1
 
             async def step(client: int, rng: random.Random) -> None:
                 nonlocal failed
