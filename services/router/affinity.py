@@ -80,11 +80,13 @@ class AffinityBook:
 
     def chat_key(self, account: str, chat: ChatRequest) -> str | None:
         """The affinity key of a chat request of `account`, or None (no affinity)."""
+        if not self._applies(account):
+            return None
         return self._key(account, chat.model, chat.payload, _chat_start(chat.payload))
 
     def relay_key(self, account: str, request: RelayRequest) -> str | None:
         """The affinity key of a relayed request of `account`, or None (no affinity)."""
-        if request.operation not in CACHED:
+        if request.operation not in CACHED or not self._applies(account):
             return None
         return self._key(account, request.model, request.payload, _relay_start(request.payload))
 
@@ -116,8 +118,6 @@ class AffinityBook:
 
     def _key(self, account: str, model: str, payload: Mapping[str, Any],
              start: Sequence[Any]) -> str | None:
-        if not self.config.enabled or not account:
-            return None
         named = _named(payload)
         if named is not None:
             return _digest(account, model, "named", named)
@@ -125,6 +125,10 @@ class AffinityBook:
             return None
         text = orjson.dumps(start, option=orjson.OPT_SORT_KEYS).decode()
         return _digest(account, model, "prefix", text[: self.config.prefix_chars])
+
+    def _applies(self, account: str) -> bool:
+        # Checked before the prompt's start is read: a disabled book costs nothing.
+        return self.config.enabled and bool(account)
 
     def _count(self, outcome: str) -> None:
         setattr(self.stats, outcome, getattr(self.stats, outcome) + 1)

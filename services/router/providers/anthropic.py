@@ -31,7 +31,11 @@ from services.router.providers.base import (
     StreamPiece,
     UpstreamRequest,
 )
-from services.router.providers.http import DEFAULT_CONNECT_TIMEOUT_S, transport_errors
+from services.router.providers.http import (
+    DEFAULT_CONNECT_TIMEOUT_S,
+    attempt_timeout,
+    transport_errors,
+)
 from services.router.providers.sse import SSEDecoder
 from services.router.relay_request import Operation
 
@@ -133,9 +137,5 @@ class AnthropicProvider:
             headers[REQUEST_ID_HEADER] = request.chat.request_id
         return await self._session.post(
             self._url, data=body, headers=headers, allow_redirects=False,
-            timeout=aiohttp.ClientTimeout(
-                total=None, connect=request.timeout_s,
-                sock_connect=min(self._connect_timeout_s, request.timeout_s),
-                sock_read=request.timeout_s,
-            ),
+            timeout=attempt_timeout(request.timeout_s, self._connect_timeout_s),
         )

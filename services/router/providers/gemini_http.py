@@ -13,6 +13,7 @@ from yarl import URL
 from services.common.context import REQUEST_ID_HEADER
 from services.common.gateway_config import ChannelEntry
 from services.router.providers.gemini_errors import gemini_error
+from services.router.providers.http import attempt_timeout
 
 DEFAULT_BASE_URL = "https://generativelanguage.googleapis.com"
 API_VERSION = "/v1beta"
@@ -52,7 +53,7 @@ class GeminiHTTP:
             headers[REQUEST_ID_HEADER] = request_id
         return await self._session.post(
             URL(url + "?alt=sse" if stream else url), data=body, headers=headers,
-            timeout=self._timeout(timeout_s), allow_redirects=False)
+            timeout=attempt_timeout(timeout_s, self._connect_timeout_s), allow_redirects=False)
 
     async def read(self, response: aiohttp.ClientResponse) -> bytes:
         """The whole body of a successful answer; the upstream's error for any other."""
@@ -69,9 +70,3 @@ class GeminiHTTP:
         if not 200 <= response.status < 300:
             raise gemini_error(response.status, await response.read(), self.redact,
                                response.headers)
-
-    def _timeout(self, timeout_s: float) -> aiohttp.ClientTimeout:
-        # As for OpenAI channels: each wait gets the attempt's time, no cap on a stream.
-        return aiohttp.ClientTimeout(
-            total=None, connect=timeout_s,
-            sock_connect=min(self._connect_timeout_s, timeout_s), sock_read=timeout_s)

@@ -97,6 +97,15 @@ def transport_errors(unreachable: str) -> Iterator[None]:
         raise UpstreamUnavailable(0, unreachable) from exc
 
 
+def attempt_timeout(timeout_s: float, connect_timeout_s: float) -> aiohttp.ClientTimeout:
+    """One attempt's timeouts, for every provider: each wait (pool, connect, every read)
+    gets the attempt's time, the TCP connect at most `connect_timeout_s`; no cap on a
+    whole stream."""
+    return aiohttp.ClientTimeout(
+        total=None, connect=timeout_s,
+        sock_connect=min(connect_timeout_s, timeout_s), sock_read=timeout_s)
+
+
 def auth_headers(style: str, api_key: str) -> dict[str, str]:
     """The headers carrying `api_key` in a channel's auth style (bearer when unset)."""
     if not api_key or style == "none":
@@ -141,7 +150,7 @@ class UpstreamHTTP:
             data=body,
             headers=headers,
             params=self._query,
-            timeout=self._timeout(timeout_s),
+            timeout=attempt_timeout(timeout_s, self._connect_timeout_s),
             allow_redirects=False,
         )
 
@@ -165,12 +174,3 @@ class UpstreamHTTP:
                 error_for_status(response.status, await response.read(), self.redact),
                 response.headers)
 
-    def _timeout(self, timeout_s: float) -> aiohttp.ClientTimeout:
-        # Each wait (pool, connect, every read) gets the attempt's time, the TCP connect
-        # at most the connect timeout; no cap on a whole stream.
-        return aiohttp.ClientTimeout(
-            total=None,
-            connect=timeout_s,
-            sock_connect=min(self._connect_timeout_s, timeout_s),
-            sock_read=timeout_s,
-        )
