@@ -58,7 +58,6 @@ class Demand:
     (`estimate` gives the request's token estimate, computed only when needed)."""
 
     request_id: str = ""
-    account_id: str = ""
     group: str = ""
     estimate: Callable[[], int] = field(default=lambda: 0, compare=False)
 

@@ -214,10 +214,10 @@ def _parse_relay(request: RelayCall, *, stream: bool) -> RelayRequest:
 # The demand is set for the task serving the RPC (one per call), like the request id.
 # The token estimate is only computed when a capped target needs it.
 def _chat_demand(caller: router_pb2.Caller, chat: ChatRequest) -> Demand:
-    return Demand(chat.request_id, caller.account_id, caller.group,
+    return Demand(chat.request_id, caller.group,
                   lambda: chat.estimated_prompt_tokens() + (chat.max_tokens or 0))
 
 
 def _relay_demand(caller: router_pb2.Caller, relayed: RelayRequest) -> Demand:
-    return Demand(relayed.request_id, caller.account_id, caller.group,
+    return Demand(relayed.request_id, caller.group,
                   relayed.estimated_input_tokens)

@@ -89,7 +89,7 @@ def _router(leases: FakeLeases, *, wait_s: float = 5.0, priorities: dict[str, in
 
 
 async def _complete(router: ModelRouter, group: str = "", request_id: str = "r") -> CompletionResult:
-    set_demand(Demand(request_id, "acct", group, lambda: 42))
+    set_demand(Demand(request_id, group, lambda: 42))
     return await router.complete(chat_request(request_id=request_id))
 
 
