@@ -8,6 +8,7 @@ from apirelay.common.v1 import usage_pb2 as _usage_pb2
 from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 import builtins as _builtins
@@ -35,6 +36,8 @@ class _ReserveDecisionEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Reser
     """The available balance is below the maximum cost; nothing was held."""
     RESERVE_DECISION_MODEL_NOT_PRICED: _ReserveDecision.ValueType  # 3
     """The model has no price; the request must be refused."""
+    RESERVE_DECISION_KEY_BUDGET_EXCEEDED: _ReserveDecision.ValueType  # 4
+    """The API key's daily or monthly spending cap would be passed; nothing was held."""
 
 class ReserveDecision(_ReserveDecision, metaclass=_ReserveDecisionEnumTypeWrapper):
     """ReserveDecision is the outcome of ReserveCredit."""
@@ -47,7 +50,41 @@ RESERVE_DECISION_INSUFFICIENT_BALANCE: ReserveDecision.ValueType  # 2
 """The available balance is below the maximum cost; nothing was held."""
 RESERVE_DECISION_MODEL_NOT_PRICED: ReserveDecision.ValueType  # 3
 """The model has no price; the request must be refused."""
+RESERVE_DECISION_KEY_BUDGET_EXCEEDED: ReserveDecision.ValueType  # 4
+"""The API key's daily or monthly spending cap would be passed; nothing was held."""
 Global___ReserveDecision: _TypeAlias = ReserveDecision  # noqa: Y015
+
+class _RequestStatus:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _RequestStatusEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_RequestStatus.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    REQUEST_STATUS_UNSPECIFIED: _RequestStatus.ValueType  # 0
+    """Not reported."""
+    REQUEST_STATUS_OK: _RequestStatus.ValueType  # 1
+    """Answered in full."""
+    REQUEST_STATUS_ERROR: _RequestStatus.ValueType  # 2
+    """Failed with an error (before or after the upstream answered)."""
+    REQUEST_STATUS_CLIENT_CLOSED: _RequestStatus.ValueType  # 3
+    """The client went away before the answer was complete."""
+    REQUEST_STATUS_UPSTREAM_CUT: _RequestStatus.ValueType  # 4
+    """The upstream cut the answer part-way (a stream ended by an in-band error)."""
+
+class RequestStatus(_RequestStatus, metaclass=_RequestStatusEnumTypeWrapper):
+    """RequestStatus is how a request ended, as the usage log shows it."""
+
+REQUEST_STATUS_UNSPECIFIED: RequestStatus.ValueType  # 0
+"""Not reported."""
+REQUEST_STATUS_OK: RequestStatus.ValueType  # 1
+"""Answered in full."""
+REQUEST_STATUS_ERROR: RequestStatus.ValueType  # 2
+"""Failed with an error (before or after the upstream answered)."""
+REQUEST_STATUS_CLIENT_CLOSED: RequestStatus.ValueType  # 3
+"""The client went away before the answer was complete."""
+REQUEST_STATUS_UPSTREAM_CUT: RequestStatus.ValueType  # 4
+"""The upstream cut the answer part-way (a stream ended by an in-band error)."""
+Global___RequestStatus: _TypeAlias = RequestStatus  # noqa: Y015
 
 @_typing.final
 class Price(_message.Message):
@@ -60,6 +97,10 @@ class Price(_message.Message):
     COMPLETION_NANOS_PER_TOKEN_FIELD_NUMBER: _builtins.int
     CACHED_PROMPT_NANOS_PER_TOKEN_FIELD_NUMBER: _builtins.int
     UNIT_PRICES_FIELD_NUMBER: _builtins.int
+    CACHE_WRITE_NANOS_PER_TOKEN_FIELD_NUMBER: _builtins.int
+    REASONING_NANOS_PER_TOKEN_FIELD_NUMBER: _builtins.int
+    REQUEST_NANOS_FIELD_NUMBER: _builtins.int
+    EFFECTIVE_FROM_FIELD_NUMBER: _builtins.int
     model: _builtins.str
     """The model id as clients name it."""
     prompt_nanos_per_token: _builtins.int
@@ -70,9 +111,25 @@ class Price(_message.Message):
     """nano-USD per cached prompt token; used for cached_prompt_tokens when set, else
     the prompt price applies.
     """
+    cache_write_nanos_per_token: _builtins.int
+    """nano-USD per prompt token written to the provider's prompt cache; used for
+    cache_write_prompt_tokens when set, else the prompt price applies.
+    """
+    reasoning_nanos_per_token: _builtins.int
+    """nano-USD per reasoning token; used for reasoning_tokens when set, else the
+    completion price applies.
+    """
+    request_nanos: _builtins.int
+    """nano-USD charged once per request, whatever it used."""
     @_builtins.property
     def unit_prices(self) -> _containers.RepeatedCompositeFieldContainer[Global___UnitPrice]:
         """nano-USD per non-token unit (see apirelay.common.v1.UnitUsage for unit names)."""
+
+    @_builtins.property
+    def effective_from(self) -> _timestamp_pb2.Timestamp:
+        """When this price took effect (unset: it always applied). A later price of the same
+        model replaces it for requests reserved from then on; past charges never change.
+        """
 
     def __init__(
         self,
@@ -82,10 +139,14 @@ class Price(_message.Message):
         completion_nanos_per_token: _builtins.int = ...,
         cached_prompt_nanos_per_token: _builtins.int = ...,
         unit_prices: _abc.Iterable[Global___UnitPrice] | None = ...,
+        cache_write_nanos_per_token: _builtins.int = ...,
+        reasoning_nanos_per_token: _builtins.int = ...,
+        request_nanos: _builtins.int = ...,
+        effective_from: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["effective_from", b"effective_from"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["cached_prompt_nanos_per_token", b"cached_prompt_nanos_per_token", "completion_nanos_per_token", b"completion_nanos_per_token", "model", b"model", "prompt_nanos_per_token", b"prompt_nanos_per_token", "unit_prices", b"unit_prices"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cache_write_nanos_per_token", b"cache_write_nanos_per_token", "cached_prompt_nanos_per_token", b"cached_prompt_nanos_per_token", "completion_nanos_per_token", b"completion_nanos_per_token", "effective_from", b"effective_from", "model", b"model", "prompt_nanos_per_token", b"prompt_nanos_per_token", "reasoning_nanos_per_token", b"reasoning_nanos_per_token", "request_nanos", b"request_nanos", "unit_prices", b"unit_prices"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -121,10 +182,13 @@ Global___UnitPrice: _TypeAlias = UnitPrice  # noqa: Y015
 class Tariff(_message.Message):
     """Tariff is the price a hold was placed at, fixed for the life of the request: the
     settlement charges exactly
-      round_half_up((uncached_prompt * prompt + cached_prompt * cached_prompt_price
-                     + completion * completion + sum(units * unit price))
+      round_half_up((plain_prompt * prompt + cached_prompt * cached_prompt_price
+                     + cache_write_prompt * cache_write_price
+                     + (completion - reasoning) * completion + reasoning * reasoning_price
+                     + sum(units * unit price) + request_nanos)
                     * multiplier_bps / 10000)
-    so a caller holding the tariff knows the charge of a usage before settling it.
+    where plain_prompt = prompt - cached_prompt - cache_write_prompt, so a caller holding
+    the tariff knows the charge of a usage before settling it.
     """
 
     DESCRIPTOR: _descriptor.Descriptor
@@ -134,6 +198,9 @@ class Tariff(_message.Message):
     CACHED_PROMPT_NANOS_PER_TOKEN_FIELD_NUMBER: _builtins.int
     UNIT_PRICES_FIELD_NUMBER: _builtins.int
     MULTIPLIER_BPS_FIELD_NUMBER: _builtins.int
+    CACHE_WRITE_NANOS_PER_TOKEN_FIELD_NUMBER: _builtins.int
+    REASONING_NANOS_PER_TOKEN_FIELD_NUMBER: _builtins.int
+    REQUEST_NANOS_FIELD_NUMBER: _builtins.int
     prompt_nanos_per_token: _builtins.int
     """nano-USD per uncached prompt token."""
     completion_nanos_per_token: _builtins.int
@@ -142,6 +209,14 @@ class Tariff(_message.Message):
     """nano-USD per cached prompt token (the prompt price when the model sets none)."""
     multiplier_bps: _builtins.int
     """The account group's multiplier in basis points (10000 = 1.0)."""
+    cache_write_nanos_per_token: _builtins.int
+    """nano-USD per prompt token written to the prompt cache (the prompt price when the
+    model sets none).
+    """
+    reasoning_nanos_per_token: _builtins.int
+    """nano-USD per reasoning token (the completion price when the model sets none)."""
+    request_nanos: _builtins.int
+    """nano-USD per request."""
     @_builtins.property
     def unit_prices(self) -> _containers.RepeatedCompositeFieldContainer[Global___UnitPrice]:
         """nano-USD per non-token unit the model prices."""
@@ -154,10 +229,13 @@ class Tariff(_message.Message):
         cached_prompt_nanos_per_token: _builtins.int = ...,
         unit_prices: _abc.Iterable[Global___UnitPrice] | None = ...,
         multiplier_bps: _builtins.int = ...,
+        cache_write_nanos_per_token: _builtins.int = ...,
+        reasoning_nanos_per_token: _builtins.int = ...,
+        request_nanos: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["cached_prompt_nanos_per_token", b"cached_prompt_nanos_per_token", "completion_nanos_per_token", b"completion_nanos_per_token", "multiplier_bps", b"multiplier_bps", "prompt_nanos_per_token", b"prompt_nanos_per_token", "unit_prices", b"unit_prices"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cache_write_nanos_per_token", b"cache_write_nanos_per_token", "cached_prompt_nanos_per_token", b"cached_prompt_nanos_per_token", "completion_nanos_per_token", b"completion_nanos_per_token", "multiplier_bps", b"multiplier_bps", "prompt_nanos_per_token", b"prompt_nanos_per_token", "reasoning_nanos_per_token", b"reasoning_nanos_per_token", "request_nanos", b"request_nanos", "unit_prices", b"unit_prices"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -173,6 +251,7 @@ class Wallet(_message.Message):
     BALANCE_NANOS_FIELD_NUMBER: _builtins.int
     HELD_NANOS_FIELD_NUMBER: _builtins.int
     AVAILABLE_NANOS_FIELD_NUMBER: _builtins.int
+    CREDIT_LIMIT_NANOS_FIELD_NUMBER: _builtins.int
     account_id: _builtins.str
     """The owning account."""
     balance_nanos: _builtins.int
@@ -180,7 +259,9 @@ class Wallet(_message.Message):
     held_nanos: _builtins.int
     """Sum of open holds."""
     available_nanos: _builtins.int
-    """balance_nanos - held_nanos: what new requests may reserve."""
+    """balance_nanos + credit_limit_nanos - held_nanos: what new requests may reserve."""
+    credit_limit_nanos: _builtins.int
+    """How far the balance may go below zero through reservations (0: prepaid only)."""
     def __init__(
         self,
         *,
@@ -188,10 +269,11 @@ class Wallet(_message.Message):
         balance_nanos: _builtins.int = ...,
         held_nanos: _builtins.int = ...,
         available_nanos: _builtins.int = ...,
+        credit_limit_nanos: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_id", b"account_id", "available_nanos", b"available_nanos", "balance_nanos", b"balance_nanos", "held_nanos", b"held_nanos"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_id", b"account_id", "available_nanos", b"available_nanos", "balance_nanos", b"balance_nanos", "credit_limit_nanos", b"credit_limit_nanos", "held_nanos", b"held_nanos"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -211,6 +293,7 @@ class ReserveCreditRequest(_message.Message):
     PROMPT_TOKENS_FIELD_NUMBER: _builtins.int
     MAX_COMPLETION_TOKENS_FIELD_NUMBER: _builtins.int
     MAX_UNITS_FIELD_NUMBER: _builtins.int
+    HOLD_TTL_SECONDS_FIELD_NUMBER: _builtins.int
     request_id: _builtins.str
     """The request's id; the idempotency key of the hold."""
     account_id: _builtins.str
@@ -225,6 +308,10 @@ class ReserveCreditRequest(_message.Message):
     """Estimated prompt tokens."""
     max_completion_tokens: _builtins.int
     """The most completion tokens the request may produce."""
+    hold_ttl_seconds: _builtins.int
+    """How long the hold may stay open before the expiry sweep voids it; 0 for the
+    service's default (BILLING_HOLD_TTL_SECONDS).
+    """
     @_builtins.property
     def max_units(self) -> _containers.RepeatedCompositeFieldContainer[_usage_pb2.UnitUsage]:
         """The most non-token units the request may consume (n images of a size and quality,
@@ -243,10 +330,11 @@ class ReserveCreditRequest(_message.Message):
         prompt_tokens: _builtins.int = ...,
         max_completion_tokens: _builtins.int = ...,
         max_units: _abc.Iterable[_usage_pb2.UnitUsage] | None = ...,
+        hold_ttl_seconds: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_id", b"account_id", "group", b"group", "key_id", b"key_id", "max_completion_tokens", b"max_completion_tokens", "max_units", b"max_units", "model", b"model", "prompt_tokens", b"prompt_tokens", "request_id", b"request_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_id", b"account_id", "group", b"group", "hold_ttl_seconds", b"hold_ttl_seconds", "key_id", b"key_id", "max_completion_tokens", b"max_completion_tokens", "max_units", b"max_units", "model", b"model", "prompt_tokens", b"prompt_tokens", "request_id", b"request_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -302,6 +390,7 @@ class SettleCreditRequest(_message.Message):
     USAGE_FIELD_NUMBER: _builtins.int
     USAGE_SOURCE_FIELD_NUMBER: _builtins.int
     CHANNEL_FIELD_NUMBER: _builtins.int
+    OUTCOME_FIELD_NUMBER: _builtins.int
     request_id: _builtins.str
     """The request's id, as reserved."""
     usage_source: _usage_pb2.UsageSource.ValueType
@@ -312,6 +401,10 @@ class SettleCreditRequest(_message.Message):
     def usage(self) -> _usage_pb2.Usage:
         """What the request used."""
 
+    @_builtins.property
+    def outcome(self) -> Global___RequestOutcome:
+        """How the request went, for the usage log."""
+
     def __init__(
         self,
         *,
@@ -319,14 +412,55 @@ class SettleCreditRequest(_message.Message):
         usage: _usage_pb2.Usage | None = ...,
         usage_source: _usage_pb2.UsageSource.ValueType = ...,
         channel: _builtins.str = ...,
+        outcome: Global___RequestOutcome | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["usage", b"usage"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["outcome", b"outcome", "usage", b"usage"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["channel", b"channel", "request_id", b"request_id", "usage", b"usage", "usage_source", b"usage_source"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["channel", b"channel", "outcome", b"outcome", "request_id", b"request_id", "usage", b"usage", "usage_source", b"usage_source"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___SettleCreditRequest: _TypeAlias = SettleCreditRequest  # noqa: Y015
+
+@_typing.final
+class RequestOutcome(_message.Message):
+    """RequestOutcome describes how a request ran, for the usage log."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STATUS_FIELD_NUMBER: _builtins.int
+    ERROR_CODE_FIELD_NUMBER: _builtins.int
+    STREAM_FIELD_NUMBER: _builtins.int
+    LATENCY_MS_FIELD_NUMBER: _builtins.int
+    FIRST_TOKEN_MS_FIELD_NUMBER: _builtins.int
+    status: Global___RequestStatus.ValueType
+    """How it ended."""
+    error_code: _builtins.str
+    """The OpenAI error code the client got ("" when none)."""
+    stream: _builtins.bool
+    """Whether the answer was streamed."""
+    latency_ms: _builtins.int
+    """From the request's arrival to its end, in milliseconds."""
+    first_token_ms: _builtins.int
+    """From the request's arrival to the first content byte sent, in milliseconds; 0
+    when nothing was sent.
+    """
+    def __init__(
+        self,
+        *,
+        status: Global___RequestStatus.ValueType = ...,
+        error_code: _builtins.str = ...,
+        stream: _builtins.bool = ...,
+        latency_ms: _builtins.int = ...,
+        first_token_ms: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["error_code", b"error_code", "first_token_ms", b"first_token_ms", "latency_ms", b"latency_ms", "status", b"status", "stream", b"stream"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RequestOutcome: _TypeAlias = RequestOutcome  # noqa: Y015
 
 @_typing.final
 class SettleCreditResponse(_message.Message):
@@ -337,10 +471,13 @@ class SettleCreditResponse(_message.Message):
     CHARGED_NANOS_FIELD_NUMBER: _builtins.int
     WALLET_FIELD_NUMBER: _builtins.int
     NEWLY_SETTLED_FIELD_NUMBER: _builtins.int
+    LATE_FIELD_NUMBER: _builtins.int
     charged_nanos: _builtins.int
     """The amount charged for this request."""
     newly_settled: _builtins.bool
     """False when this request had already been settled (the first result is returned)."""
+    late: _builtins.bool
+    """True when the hold had expired before this settlement; the charge was still made."""
     @_builtins.property
     def wallet(self) -> Global___Wallet:
         """The wallet after settlement."""
@@ -351,10 +488,11 @@ class SettleCreditResponse(_message.Message):
         charged_nanos: _builtins.int = ...,
         wallet: Global___Wallet | None = ...,
         newly_settled: _builtins.bool = ...,
+        late: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["wallet", b"wallet"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["charged_nanos", b"charged_nanos", "newly_settled", b"newly_settled", "wallet", b"wallet"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["charged_nanos", b"charged_nanos", "late", b"late", "newly_settled", b"newly_settled", "wallet", b"wallet"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -367,16 +505,28 @@ class ReleaseCreditRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     REQUEST_ID_FIELD_NUMBER: _builtins.int
+    OUTCOME_FIELD_NUMBER: _builtins.int
+    CHANNEL_FIELD_NUMBER: _builtins.int
     request_id: _builtins.str
     """The request's id, as reserved."""
+    channel: _builtins.str
+    """The channel that last served the request, for the usage log ("" when none)."""
+    @_builtins.property
+    def outcome(self) -> Global___RequestOutcome:
+        """How the request went; when set, the usage log records the request (at no cost).
+        Leave unset for a request that never ran (an admission undone).
+        """
+
     def __init__(
         self,
         *,
         request_id: _builtins.str = ...,
+        outcome: Global___RequestOutcome | None = ...,
+        channel: _builtins.str = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["outcome", b"outcome"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["request_id", b"request_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["channel", b"channel", "outcome", b"outcome", "request_id", b"request_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -515,16 +665,22 @@ class GetPriceRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     MODEL_FIELD_NUMBER: _builtins.int
+    AT_FIELD_NUMBER: _builtins.int
     model: _builtins.str
     """The model id."""
+    @_builtins.property
+    def at(self) -> _timestamp_pb2.Timestamp:
+        """The time whose price is wanted; unset for now."""
+
     def __init__(
         self,
         *,
         model: _builtins.str = ...,
+        at: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["at", b"at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["model", b"model"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["at", b"at", "model", b"model"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -709,3 +865,876 @@ class SettleCreditResult(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___SettleCreditResult: _TypeAlias = SettleCreditResult  # noqa: Y015
+
+@_typing.final
+class AdjustCreditRequest(_message.Message):
+    """AdjustCreditRequest describes an admin correction of a balance."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ACCOUNT_ID_FIELD_NUMBER: _builtins.int
+    AMOUNT_NANOS_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    REFERENCE_FIELD_NUMBER: _builtins.int
+    account_id: _builtins.str
+    """The account."""
+    amount_nanos: _builtins.int
+    """The signed amount in nano-USD; never 0."""
+    reason: _builtins.str
+    """Why (required; kept on the ledger)."""
+    reference: _builtins.str
+    """An idempotency key; empty for none."""
+    def __init__(
+        self,
+        *,
+        account_id: _builtins.str = ...,
+        amount_nanos: _builtins.int = ...,
+        reason: _builtins.str = ...,
+        reference: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_id", b"account_id", "amount_nanos", b"amount_nanos", "reason", b"reason", "reference", b"reference"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AdjustCreditRequest: _TypeAlias = AdjustCreditRequest  # noqa: Y015
+
+@_typing.final
+class AdjustCreditResponse(_message.Message):
+    """AdjustCreditResponse returns the wallet after the adjustment."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    WALLET_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def wallet(self) -> Global___Wallet:
+        """The wallet."""
+
+    def __init__(
+        self,
+        *,
+        wallet: Global___Wallet | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["wallet", b"wallet"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["wallet", b"wallet"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AdjustCreditResponse: _TypeAlias = AdjustCreditResponse  # noqa: Y015
+
+@_typing.final
+class SetCreditLimitRequest(_message.Message):
+    """SetCreditLimitRequest sets an account's credit limit."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ACCOUNT_ID_FIELD_NUMBER: _builtins.int
+    CREDIT_LIMIT_NANOS_FIELD_NUMBER: _builtins.int
+    account_id: _builtins.str
+    """The account."""
+    credit_limit_nanos: _builtins.int
+    """How far the balance may go below zero, in nano-USD, not negative."""
+    def __init__(
+        self,
+        *,
+        account_id: _builtins.str = ...,
+        credit_limit_nanos: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_id", b"account_id", "credit_limit_nanos", b"credit_limit_nanos"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SetCreditLimitRequest: _TypeAlias = SetCreditLimitRequest  # noqa: Y015
+
+@_typing.final
+class SetCreditLimitResponse(_message.Message):
+    """SetCreditLimitResponse returns the wallet with its new limit."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    WALLET_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def wallet(self) -> Global___Wallet:
+        """The wallet."""
+
+    def __init__(
+        self,
+        *,
+        wallet: Global___Wallet | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["wallet", b"wallet"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["wallet", b"wallet"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SetCreditLimitResponse: _TypeAlias = SetCreditLimitResponse  # noqa: Y015
+
+@_typing.final
+class KeyBudget(_message.Message):
+    """KeyBudget is an API key's spending caps and use in the current periods."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    KEY_ID_FIELD_NUMBER: _builtins.int
+    DAILY_LIMIT_NANOS_FIELD_NUMBER: _builtins.int
+    MONTHLY_LIMIT_NANOS_FIELD_NUMBER: _builtins.int
+    SPENT_TODAY_NANOS_FIELD_NUMBER: _builtins.int
+    SPENT_MONTH_NANOS_FIELD_NUMBER: _builtins.int
+    HELD_NANOS_FIELD_NUMBER: _builtins.int
+    key_id: _builtins.str
+    """The API key's id (as AuthService names it)."""
+    daily_limit_nanos: _builtins.int
+    """The cap per UTC day, nano-USD; 0 for none."""
+    monthly_limit_nanos: _builtins.int
+    """The cap per calendar month (UTC), nano-USD; 0 for none."""
+    spent_today_nanos: _builtins.int
+    """Charged to the key so far today."""
+    spent_month_nanos: _builtins.int
+    """Charged to the key so far this month."""
+    held_nanos: _builtins.int
+    """Open holds of the key's requests."""
+    def __init__(
+        self,
+        *,
+        key_id: _builtins.str = ...,
+        daily_limit_nanos: _builtins.int = ...,
+        monthly_limit_nanos: _builtins.int = ...,
+        spent_today_nanos: _builtins.int = ...,
+        spent_month_nanos: _builtins.int = ...,
+        held_nanos: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["daily_limit_nanos", b"daily_limit_nanos", "held_nanos", b"held_nanos", "key_id", b"key_id", "monthly_limit_nanos", b"monthly_limit_nanos", "spent_month_nanos", b"spent_month_nanos", "spent_today_nanos", b"spent_today_nanos"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___KeyBudget: _TypeAlias = KeyBudget  # noqa: Y015
+
+@_typing.final
+class SetKeyBudgetRequest(_message.Message):
+    """SetKeyBudgetRequest sets a key's caps (both 0 removes the budget)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    KEY_ID_FIELD_NUMBER: _builtins.int
+    DAILY_LIMIT_NANOS_FIELD_NUMBER: _builtins.int
+    MONTHLY_LIMIT_NANOS_FIELD_NUMBER: _builtins.int
+    key_id: _builtins.str
+    """The API key's id."""
+    daily_limit_nanos: _builtins.int
+    """The cap per UTC day, nano-USD; 0 for none."""
+    monthly_limit_nanos: _builtins.int
+    """The cap per calendar month, nano-USD; 0 for none."""
+    def __init__(
+        self,
+        *,
+        key_id: _builtins.str = ...,
+        daily_limit_nanos: _builtins.int = ...,
+        monthly_limit_nanos: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["daily_limit_nanos", b"daily_limit_nanos", "key_id", b"key_id", "monthly_limit_nanos", b"monthly_limit_nanos"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SetKeyBudgetRequest: _TypeAlias = SetKeyBudgetRequest  # noqa: Y015
+
+@_typing.final
+class SetKeyBudgetResponse(_message.Message):
+    """SetKeyBudgetResponse returns the budget."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    BUDGET_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def budget(self) -> Global___KeyBudget:
+        """The budget."""
+
+    def __init__(
+        self,
+        *,
+        budget: Global___KeyBudget | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["budget", b"budget"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["budget", b"budget"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SetKeyBudgetResponse: _TypeAlias = SetKeyBudgetResponse  # noqa: Y015
+
+@_typing.final
+class GetKeyBudgetRequest(_message.Message):
+    """GetKeyBudgetRequest selects a key."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    KEY_ID_FIELD_NUMBER: _builtins.int
+    key_id: _builtins.str
+    """The API key's id."""
+    def __init__(
+        self,
+        *,
+        key_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["key_id", b"key_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetKeyBudgetRequest: _TypeAlias = GetKeyBudgetRequest  # noqa: Y015
+
+@_typing.final
+class GetKeyBudgetResponse(_message.Message):
+    """GetKeyBudgetResponse returns the budget (zero caps when the key has none)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    BUDGET_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def budget(self) -> Global___KeyBudget:
+        """The budget."""
+
+    def __init__(
+        self,
+        *,
+        budget: Global___KeyBudget | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["budget", b"budget"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["budget", b"budget"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetKeyBudgetResponse: _TypeAlias = GetKeyBudgetResponse  # noqa: Y015
+
+@_typing.final
+class CreateRedemptionCodesRequest(_message.Message):
+    """CreateRedemptionCodesRequest describes a batch of codes."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    COUNT_FIELD_NUMBER: _builtins.int
+    AMOUNT_NANOS_FIELD_NUMBER: _builtins.int
+    EXPIRES_AT_FIELD_NUMBER: _builtins.int
+    NOTE_FIELD_NUMBER: _builtins.int
+    BATCH_REFERENCE_FIELD_NUMBER: _builtins.int
+    count: _builtins.int
+    """How many codes, 1 to 1000."""
+    amount_nanos: _builtins.int
+    """What each code is worth, positive nano-USD."""
+    note: _builtins.str
+    """A note kept with the batch."""
+    batch_reference: _builtins.str
+    """An idempotency key for the batch; empty for none."""
+    @_builtins.property
+    def expires_at(self) -> _timestamp_pb2.Timestamp:
+        """When the codes stop being redeemable; unset for never."""
+
+    def __init__(
+        self,
+        *,
+        count: _builtins.int = ...,
+        amount_nanos: _builtins.int = ...,
+        expires_at: _timestamp_pb2.Timestamp | None = ...,
+        note: _builtins.str = ...,
+        batch_reference: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["expires_at", b"expires_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount_nanos", b"amount_nanos", "batch_reference", b"batch_reference", "count", b"count", "expires_at", b"expires_at", "note", b"note"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CreateRedemptionCodesRequest: _TypeAlias = CreateRedemptionCodesRequest  # noqa: Y015
+
+@_typing.final
+class CreateRedemptionCodesResponse(_message.Message):
+    """CreateRedemptionCodesResponse returns the codes, the only time they are shown."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    BATCH_ID_FIELD_NUMBER: _builtins.int
+    CODES_FIELD_NUMBER: _builtins.int
+    batch_id: _builtins.str
+    """The batch's id."""
+    @_builtins.property
+    def codes(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The codes."""
+
+    def __init__(
+        self,
+        *,
+        batch_id: _builtins.str = ...,
+        codes: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["batch_id", b"batch_id", "codes", b"codes"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CreateRedemptionCodesResponse: _TypeAlias = CreateRedemptionCodesResponse  # noqa: Y015
+
+@_typing.final
+class RedeemCodeRequest(_message.Message):
+    """RedeemCodeRequest redeems a code for an account."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ACCOUNT_ID_FIELD_NUMBER: _builtins.int
+    CODE_FIELD_NUMBER: _builtins.int
+    account_id: _builtins.str
+    """The account to credit."""
+    code: _builtins.str
+    """The code as printed."""
+    def __init__(
+        self,
+        *,
+        account_id: _builtins.str = ...,
+        code: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_id", b"account_id", "code", b"code"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RedeemCodeRequest: _TypeAlias = RedeemCodeRequest  # noqa: Y015
+
+@_typing.final
+class RedeemCodeResponse(_message.Message):
+    """RedeemCodeResponse returns the credited amount and the wallet."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    AMOUNT_NANOS_FIELD_NUMBER: _builtins.int
+    WALLET_FIELD_NUMBER: _builtins.int
+    amount_nanos: _builtins.int
+    """The amount credited."""
+    @_builtins.property
+    def wallet(self) -> Global___Wallet:
+        """The wallet after the credit."""
+
+    def __init__(
+        self,
+        *,
+        amount_nanos: _builtins.int = ...,
+        wallet: Global___Wallet | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["wallet", b"wallet"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount_nanos", b"amount_nanos", "wallet", b"wallet"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RedeemCodeResponse: _TypeAlias = RedeemCodeResponse  # noqa: Y015
+
+@_typing.final
+class LedgerEntry(_message.Message):
+    """LedgerEntry is one transfer as seen from an account."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    KIND_FIELD_NUMBER: _builtins.int
+    AMOUNT_NANOS_FIELD_NUMBER: _builtins.int
+    COUNTERPARTY_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    REFERENCE_FIELD_NUMBER: _builtins.int
+    NOTE_FIELD_NUMBER: _builtins.int
+    CREATED_AT_FIELD_NUMBER: _builtins.int
+    id: _builtins.int
+    """The transfer's id (increasing)."""
+    kind: _builtins.str
+    """What it records: "topup", "charge", "adjustment", "redemption"."""
+    amount_nanos: _builtins.int
+    """The signed amount from the account's side (+ in, - out), nano-USD."""
+    counterparty: _builtins.str
+    """The other side of the transfer (for example "system:revenue")."""
+    request_id: _builtins.str
+    """The request charged, for a charge."""
+    reference: _builtins.str
+    """The idempotency reference, when one was given."""
+    note: _builtins.str
+    """The note or reason."""
+    @_builtins.property
+    def created_at(self) -> _timestamp_pb2.Timestamp:
+        """When it was recorded."""
+
+    def __init__(
+        self,
+        *,
+        id: _builtins.int = ...,
+        kind: _builtins.str = ...,
+        amount_nanos: _builtins.int = ...,
+        counterparty: _builtins.str = ...,
+        request_id: _builtins.str = ...,
+        reference: _builtins.str = ...,
+        note: _builtins.str = ...,
+        created_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount_nanos", b"amount_nanos", "counterparty", b"counterparty", "created_at", b"created_at", "id", b"id", "kind", b"kind", "note", b"note", "reference", b"reference", "request_id", b"request_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___LedgerEntry: _TypeAlias = LedgerEntry  # noqa: Y015
+
+@_typing.final
+class ListLedgerEntriesRequest(_message.Message):
+    """ListLedgerEntriesRequest selects an account's entries."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ACCOUNT_ID_FIELD_NUMBER: _builtins.int
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    account_id: _builtins.str
+    """The account."""
+    page_size: _builtins.int
+    """At most this many (1 to 1000; 0 means 100)."""
+    page_token: _builtins.str
+    """From ListLedgerEntriesResponse.next_page_token; empty for the first page."""
+    def __init__(
+        self,
+        *,
+        account_id: _builtins.str = ...,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_id", b"account_id", "page_size", b"page_size", "page_token", b"page_token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListLedgerEntriesRequest: _TypeAlias = ListLedgerEntriesRequest  # noqa: Y015
+
+@_typing.final
+class ListLedgerEntriesResponse(_message.Message):
+    """ListLedgerEntriesResponse returns a page."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ENTRIES_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    """The next page's token; empty on the last page."""
+    @_builtins.property
+    def entries(self) -> _containers.RepeatedCompositeFieldContainer[Global___LedgerEntry]:
+        """The entries, newest first."""
+
+    def __init__(
+        self,
+        *,
+        entries: _abc.Iterable[Global___LedgerEntry] | None = ...,
+        next_page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["entries", b"entries", "next_page_token", b"next_page_token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListLedgerEntriesResponse: _TypeAlias = ListLedgerEntriesResponse  # noqa: Y015
+
+@_typing.final
+class CheckLedgerRequest(_message.Message):
+    """CheckLedgerRequest has no fields."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CheckLedgerRequest: _TypeAlias = CheckLedgerRequest  # noqa: Y015
+
+@_typing.final
+class LedgerMismatch(_message.Message):
+    """LedgerMismatch is one wallet whose stored amounts disagree with the ledger."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ACCOUNT_ID_FIELD_NUMBER: _builtins.int
+    BALANCE_NANOS_FIELD_NUMBER: _builtins.int
+    TRANSFERS_NANOS_FIELD_NUMBER: _builtins.int
+    HELD_NANOS_FIELD_NUMBER: _builtins.int
+    OPEN_HOLDS_NANOS_FIELD_NUMBER: _builtins.int
+    account_id: _builtins.str
+    """The account."""
+    balance_nanos: _builtins.int
+    """The stored balance."""
+    transfers_nanos: _builtins.int
+    """The sum of the account's transfers."""
+    held_nanos: _builtins.int
+    """The stored held amount."""
+    open_holds_nanos: _builtins.int
+    """The sum of the account's open holds."""
+    def __init__(
+        self,
+        *,
+        account_id: _builtins.str = ...,
+        balance_nanos: _builtins.int = ...,
+        transfers_nanos: _builtins.int = ...,
+        held_nanos: _builtins.int = ...,
+        open_holds_nanos: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_id", b"account_id", "balance_nanos", b"balance_nanos", "held_nanos", b"held_nanos", "open_holds_nanos", b"open_holds_nanos", "transfers_nanos", b"transfers_nanos"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___LedgerMismatch: _TypeAlias = LedgerMismatch  # noqa: Y015
+
+@_typing.final
+class CheckLedgerResponse(_message.Message):
+    """CheckLedgerResponse reports the invariants."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    WALLETS_FIELD_NUMBER: _builtins.int
+    TRANSFERS_FIELD_NUMBER: _builtins.int
+    MISMATCHES_FIELD_NUMBER: _builtins.int
+    HOLDS_RESOLVED_TWICE_FIELD_NUMBER: _builtins.int
+    NET_NANOS_FIELD_NUMBER: _builtins.int
+    wallets: _builtins.int
+    """Wallets checked."""
+    transfers: _builtins.int
+    """Transfers checked."""
+    net_nanos: _builtins.int
+    """The sum over every account of credits minus debits; 0 for a balanced ledger."""
+    @_builtins.property
+    def mismatches(self) -> _containers.RepeatedCompositeFieldContainer[Global___LedgerMismatch]:
+        """Wallets that disagree with the ledger (empty when the ledger is consistent)."""
+
+    @_builtins.property
+    def holds_resolved_twice(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Holds with more than one resolution (always empty unless the ledger is corrupt)."""
+
+    def __init__(
+        self,
+        *,
+        wallets: _builtins.int = ...,
+        transfers: _builtins.int = ...,
+        mismatches: _abc.Iterable[Global___LedgerMismatch] | None = ...,
+        holds_resolved_twice: _abc.Iterable[_builtins.str] | None = ...,
+        net_nanos: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["holds_resolved_twice", b"holds_resolved_twice", "mismatches", b"mismatches", "net_nanos", b"net_nanos", "transfers", b"transfers", "wallets", b"wallets"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CheckLedgerResponse: _TypeAlias = CheckLedgerResponse  # noqa: Y015
+
+@_typing.final
+class ExpireHoldsRequest(_message.Message):
+    """ExpireHoldsRequest bounds one sweep."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LIMIT_FIELD_NUMBER: _builtins.int
+    limit: _builtins.int
+    """At most this many holds (0 means 1000)."""
+    def __init__(
+        self,
+        *,
+        limit: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["limit", b"limit"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ExpireHoldsRequest: _TypeAlias = ExpireHoldsRequest  # noqa: Y015
+
+@_typing.final
+class ExpireHoldsResponse(_message.Message):
+    """ExpireHoldsResponse reports the sweep."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EXPIRED_FIELD_NUMBER: _builtins.int
+    expired: _builtins.int
+    """Holds voided by this sweep."""
+    def __init__(
+        self,
+        *,
+        expired: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["expired", b"expired"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ExpireHoldsResponse: _TypeAlias = ExpireHoldsResponse  # noqa: Y015
+
+@_typing.final
+class UsageRecord(_message.Message):
+    """UsageRecord is one request in the usage log."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    ACCOUNT_ID_FIELD_NUMBER: _builtins.int
+    KEY_ID_FIELD_NUMBER: _builtins.int
+    MODEL_FIELD_NUMBER: _builtins.int
+    CHANNEL_FIELD_NUMBER: _builtins.int
+    USAGE_FIELD_NUMBER: _builtins.int
+    USAGE_SOURCE_FIELD_NUMBER: _builtins.int
+    COST_NANOS_FIELD_NUMBER: _builtins.int
+    OUTCOME_FIELD_NUMBER: _builtins.int
+    CREATED_AT_FIELD_NUMBER: _builtins.int
+    request_id: _builtins.str
+    """The request's id."""
+    account_id: _builtins.str
+    """The paying account."""
+    key_id: _builtins.str
+    """The API key used."""
+    model: _builtins.str
+    """The model as the client named it."""
+    channel: _builtins.str
+    """The channel that served it ("" when none did)."""
+    usage_source: _usage_pb2.UsageSource.ValueType
+    """Who counted the usage."""
+    cost_nanos: _builtins.int
+    """What it cost, nano-USD."""
+    @_builtins.property
+    def usage(self) -> _usage_pb2.Usage:
+        """What it used."""
+
+    @_builtins.property
+    def outcome(self) -> Global___RequestOutcome:
+        """How it went."""
+
+    @_builtins.property
+    def created_at(self) -> _timestamp_pb2.Timestamp:
+        """When it was recorded."""
+
+    def __init__(
+        self,
+        *,
+        request_id: _builtins.str = ...,
+        account_id: _builtins.str = ...,
+        key_id: _builtins.str = ...,
+        model: _builtins.str = ...,
+        channel: _builtins.str = ...,
+        usage: _usage_pb2.Usage | None = ...,
+        usage_source: _usage_pb2.UsageSource.ValueType = ...,
+        cost_nanos: _builtins.int = ...,
+        outcome: Global___RequestOutcome | None = ...,
+        created_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "outcome", b"outcome", "usage", b"usage"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_id", b"account_id", "channel", b"channel", "cost_nanos", b"cost_nanos", "created_at", b"created_at", "key_id", b"key_id", "model", b"model", "outcome", b"outcome", "request_id", b"request_id", "usage", b"usage", "usage_source", b"usage_source"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UsageRecord: _TypeAlias = UsageRecord  # noqa: Y015
+
+@_typing.final
+class ListUsageRequest(_message.Message):
+    """ListUsageRequest filters and pages the usage log. Empty filters match everything."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ACCOUNT_ID_FIELD_NUMBER: _builtins.int
+    KEY_ID_FIELD_NUMBER: _builtins.int
+    MODEL_FIELD_NUMBER: _builtins.int
+    SINCE_FIELD_NUMBER: _builtins.int
+    UNTIL_FIELD_NUMBER: _builtins.int
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    account_id: _builtins.str
+    """Only this account's requests."""
+    key_id: _builtins.str
+    """Only this key's requests."""
+    model: _builtins.str
+    """Only this model's requests."""
+    page_size: _builtins.int
+    """At most this many (1 to 1000; 0 means 100)."""
+    page_token: _builtins.str
+    """From ListUsageResponse.next_page_token; empty for the first page."""
+    @_builtins.property
+    def since(self) -> _timestamp_pb2.Timestamp:
+        """Only requests recorded at or after this time."""
+
+    @_builtins.property
+    def until(self) -> _timestamp_pb2.Timestamp:
+        """Only requests recorded before this time."""
+
+    def __init__(
+        self,
+        *,
+        account_id: _builtins.str = ...,
+        key_id: _builtins.str = ...,
+        model: _builtins.str = ...,
+        since: _timestamp_pb2.Timestamp | None = ...,
+        until: _timestamp_pb2.Timestamp | None = ...,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["since", b"since", "until", b"until"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_id", b"account_id", "key_id", b"key_id", "model", b"model", "page_size", b"page_size", "page_token", b"page_token", "since", b"since", "until", b"until"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListUsageRequest: _TypeAlias = ListUsageRequest  # noqa: Y015
+
+@_typing.final
+class ListUsageResponse(_message.Message):
+    """ListUsageResponse returns a page."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RECORDS_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    """The next page's token; empty on the last page."""
+    @_builtins.property
+    def records(self) -> _containers.RepeatedCompositeFieldContainer[Global___UsageRecord]:
+        """The records, newest first."""
+
+    def __init__(
+        self,
+        *,
+        records: _abc.Iterable[Global___UsageRecord] | None = ...,
+        next_page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["next_page_token", b"next_page_token", "records", b"records"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListUsageResponse: _TypeAlias = ListUsageResponse  # noqa: Y015
+
+@_typing.final
+class GetDailyUsageRequest(_message.Message):
+    """GetDailyUsageRequest filters the daily sums. Days are UTC dates "YYYY-MM-DD"."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ACCOUNT_ID_FIELD_NUMBER: _builtins.int
+    MODEL_FIELD_NUMBER: _builtins.int
+    SINCE_DAY_FIELD_NUMBER: _builtins.int
+    UNTIL_DAY_FIELD_NUMBER: _builtins.int
+    account_id: _builtins.str
+    """Only this account."""
+    model: _builtins.str
+    """Only this model."""
+    since_day: _builtins.str
+    """The first day (inclusive); empty for no bound."""
+    until_day: _builtins.str
+    """The last day (inclusive); empty for no bound."""
+    def __init__(
+        self,
+        *,
+        account_id: _builtins.str = ...,
+        model: _builtins.str = ...,
+        since_day: _builtins.str = ...,
+        until_day: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_id", b"account_id", "model", b"model", "since_day", b"since_day", "until_day", b"until_day"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetDailyUsageRequest: _TypeAlias = GetDailyUsageRequest  # noqa: Y015
+
+@_typing.final
+class DailyUsage(_message.Message):
+    """DailyUsage sums one account's use of one model on one day."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DAY_FIELD_NUMBER: _builtins.int
+    ACCOUNT_ID_FIELD_NUMBER: _builtins.int
+    MODEL_FIELD_NUMBER: _builtins.int
+    REQUESTS_FIELD_NUMBER: _builtins.int
+    PROMPT_TOKENS_FIELD_NUMBER: _builtins.int
+    COMPLETION_TOKENS_FIELD_NUMBER: _builtins.int
+    COST_NANOS_FIELD_NUMBER: _builtins.int
+    FAILED_REQUESTS_FIELD_NUMBER: _builtins.int
+    day: _builtins.str
+    """The UTC day, "YYYY-MM-DD"."""
+    account_id: _builtins.str
+    """The account."""
+    model: _builtins.str
+    """The model."""
+    requests: _builtins.int
+    """Requests recorded."""
+    prompt_tokens: _builtins.int
+    """Prompt tokens."""
+    completion_tokens: _builtins.int
+    """Completion tokens."""
+    cost_nanos: _builtins.int
+    """Cost, nano-USD."""
+    failed_requests: _builtins.int
+    """Requests that did not end OK."""
+    def __init__(
+        self,
+        *,
+        day: _builtins.str = ...,
+        account_id: _builtins.str = ...,
+        model: _builtins.str = ...,
+        requests: _builtins.int = ...,
+        prompt_tokens: _builtins.int = ...,
+        completion_tokens: _builtins.int = ...,
+        cost_nanos: _builtins.int = ...,
+        failed_requests: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_id", b"account_id", "completion_tokens", b"completion_tokens", "cost_nanos", b"cost_nanos", "day", b"day", "failed_requests", b"failed_requests", "model", b"model", "prompt_tokens", b"prompt_tokens", "requests", b"requests"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DailyUsage: _TypeAlias = DailyUsage  # noqa: Y015
+
+@_typing.final
+class GetDailyUsageResponse(_message.Message):
+    """GetDailyUsageResponse returns the sums, by day then account then model."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DAYS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def days(self) -> _containers.RepeatedCompositeFieldContainer[Global___DailyUsage]:
+        """The rows."""
+
+    def __init__(
+        self,
+        *,
+        days: _abc.Iterable[Global___DailyUsage] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["days", b"days"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetDailyUsageResponse: _TypeAlias = GetDailyUsageResponse  # noqa: Y015

@@ -28,8 +28,19 @@ if _version_not_supported:
 class BillingServiceStub:
     """BillingService owns prices, wallets and the ledger. A request reserves its maximum
     cost before the upstream call and settles from real usage afterwards, exactly once.
-    All amounts are integer nano-USD (1e-9 USD). AddCredit and GetBalance require the admin
-    key as `authorization: Bearer <admin key>` metadata.
+    All amounts are integer nano-USD (1e-9 USD).
+
+    The ledger is double-entry and append-only: every movement of money is one transfer
+    from a debit account to a credit account ("wallet:<account id>", or the system
+    accounts "system:funding" (top-ups), "system:revenue" (charges),
+    "system:adjustments", "system:redemptions"), and a wallet's balance is the sum of its
+    transfers. Holds are the pending side: a hold expires (is voided) when nobody settles
+    or releases it within its TTL; a late settlement of an expired hold is still charged.
+
+    Admin methods (AddCredit, AdjustCredit, SetCreditLimit, GetBalance, SetKeyBudget,
+    GetKeyBudget, CreateRedemptionCodes, ListLedgerEntries, CheckLedger, ExpireHolds,
+    ListUsage, GetDailyUsage) require the admin key as `authorization: Bearer <admin key>`
+    metadata; the request path (reserve, settle, release, redeem, prices) does not.
     """
 
     def __init__(self, channel):
@@ -78,13 +89,79 @@ class BillingServiceStub:
                 request_serializer=apirelay_dot_billing_dot_v1_dot_billing__pb2.GetPriceRequest.SerializeToString,
                 response_deserializer=apirelay_dot_billing_dot_v1_dot_billing__pb2.GetPriceResponse.FromString,
                 _registered_method=True)
+        self.AdjustCredit = channel.unary_unary(
+                '/apirelay.billing.v1.BillingService/AdjustCredit',
+                request_serializer=apirelay_dot_billing_dot_v1_dot_billing__pb2.AdjustCreditRequest.SerializeToString,
+                response_deserializer=apirelay_dot_billing_dot_v1_dot_billing__pb2.AdjustCreditResponse.FromString,
+                _registered_method=True)
+        self.SetCreditLimit = channel.unary_unary(
+                '/apirelay.billing.v1.BillingService/SetCreditLimit',
+                request_serializer=apirelay_dot_billing_dot_v1_dot_billing__pb2.SetCreditLimitRequest.SerializeToString,
+                response_deserializer=apirelay_dot_billing_dot_v1_dot_billing__pb2.SetCreditLimitResponse.FromString,
+                _registered_method=True)
+        self.SetKeyBudget = channel.unary_unary(
+                '/apirelay.billing.v1.BillingService/SetKeyBudget',
+                request_serializer=apirelay_dot_billing_dot_v1_dot_billing__pb2.SetKeyBudgetRequest.SerializeToString,
+                response_deserializer=apirelay_dot_billing_dot_v1_dot_billing__pb2.SetKeyBudgetResponse.FromString,
+                _registered_method=True)
+        self.GetKeyBudget = channel.unary_unary(
+                '/apirelay.billing.v1.BillingService/GetKeyBudget',
+                request_serializer=apirelay_dot_billing_dot_v1_dot_billing__pb2.GetKeyBudgetRequest.SerializeToString,
+                response_deserializer=apirelay_dot_billing_dot_v1_dot_billing__pb2.GetKeyBudgetResponse.FromString,
+                _registered_method=True)
+        self.CreateRedemptionCodes = channel.unary_unary(
+                '/apirelay.billing.v1.BillingService/CreateRedemptionCodes',
+                request_serializer=apirelay_dot_billing_dot_v1_dot_billing__pb2.CreateRedemptionCodesRequest.SerializeToString,
+                response_deserializer=apirelay_dot_billing_dot_v1_dot_billing__pb2.CreateRedemptionCodesResponse.FromString,
+                _registered_method=True)
+        self.RedeemCode = channel.unary_unary(
+                '/apirelay.billing.v1.BillingService/RedeemCode',
+                request_serializer=apirelay_dot_billing_dot_v1_dot_billing__pb2.RedeemCodeRequest.SerializeToString,
+                response_deserializer=apirelay_dot_billing_dot_v1_dot_billing__pb2.RedeemCodeResponse.FromString,
+                _registered_method=True)
+        self.ListLedgerEntries = channel.unary_unary(
+                '/apirelay.billing.v1.BillingService/ListLedgerEntries',
+                request_serializer=apirelay_dot_billing_dot_v1_dot_billing__pb2.ListLedgerEntriesRequest.SerializeToString,
+                response_deserializer=apirelay_dot_billing_dot_v1_dot_billing__pb2.ListLedgerEntriesResponse.FromString,
+                _registered_method=True)
+        self.CheckLedger = channel.unary_unary(
+                '/apirelay.billing.v1.BillingService/CheckLedger',
+                request_serializer=apirelay_dot_billing_dot_v1_dot_billing__pb2.CheckLedgerRequest.SerializeToString,
+                response_deserializer=apirelay_dot_billing_dot_v1_dot_billing__pb2.CheckLedgerResponse.FromString,
+                _registered_method=True)
+        self.ExpireHolds = channel.unary_unary(
+                '/apirelay.billing.v1.BillingService/ExpireHolds',
+                request_serializer=apirelay_dot_billing_dot_v1_dot_billing__pb2.ExpireHoldsRequest.SerializeToString,
+                response_deserializer=apirelay_dot_billing_dot_v1_dot_billing__pb2.ExpireHoldsResponse.FromString,
+                _registered_method=True)
+        self.ListUsage = channel.unary_unary(
+                '/apirelay.billing.v1.BillingService/ListUsage',
+                request_serializer=apirelay_dot_billing_dot_v1_dot_billing__pb2.ListUsageRequest.SerializeToString,
+                response_deserializer=apirelay_dot_billing_dot_v1_dot_billing__pb2.ListUsageResponse.FromString,
+                _registered_method=True)
+        self.GetDailyUsage = channel.unary_unary(
+                '/apirelay.billing.v1.BillingService/GetDailyUsage',
+                request_serializer=apirelay_dot_billing_dot_v1_dot_billing__pb2.GetDailyUsageRequest.SerializeToString,
+                response_deserializer=apirelay_dot_billing_dot_v1_dot_billing__pb2.GetDailyUsageResponse.FromString,
+                _registered_method=True)
 
 
 class BillingServiceServicer:
     """BillingService owns prices, wallets and the ledger. A request reserves its maximum
     cost before the upstream call and settles from real usage afterwards, exactly once.
-    All amounts are integer nano-USD (1e-9 USD). AddCredit and GetBalance require the admin
-    key as `authorization: Bearer <admin key>` metadata.
+    All amounts are integer nano-USD (1e-9 USD).
+
+    The ledger is double-entry and append-only: every movement of money is one transfer
+    from a debit account to a credit account ("wallet:<account id>", or the system
+    accounts "system:funding" (top-ups), "system:revenue" (charges),
+    "system:adjustments", "system:redemptions"), and a wallet's balance is the sum of its
+    transfers. Holds are the pending side: a hold expires (is voided) when nobody settles
+    or releases it within its TTL; a late settlement of an expired hold is still charged.
+
+    Admin methods (AddCredit, AdjustCredit, SetCreditLimit, GetBalance, SetKeyBudget,
+    GetKeyBudget, CreateRedemptionCodes, ListLedgerEntries, CheckLedger, ExpireHolds,
+    ListUsage, GetDailyUsage) require the admin key as `authorization: Bearer <admin key>`
+    metadata; the request path (reserve, settle, release, redeem, prices) does not.
     """
 
     def ReserveCredit(self, request, context):
@@ -144,7 +221,96 @@ class BillingServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def GetPrice(self, request, context):
-        """GetPrice returns a model's price. Fails with NOT_FOUND if the model is not priced.
+        """GetPrice returns a model's price in effect at a time (now by default). Fails with
+        NOT_FOUND if the model is not priced then.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AdjustCredit(self, request, context):
+        """AdjustCredit moves an account's balance up or down by an admin decision, with a
+        required reason. Idempotent by reference when one is given. A negative adjustment
+        may take the balance below zero (it is a correction, not a purchase).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SetCreditLimit(self, request, context):
+        """SetCreditLimit sets how far an account's available balance may go below zero
+        (0, the default, means prepaid only).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SetKeyBudget(self, request, context):
+        """SetKeyBudget sets an API key's spending caps per UTC day and calendar month; a
+        reservation that would take the key past a cap is refused (KEY_BUDGET_EXCEEDED).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetKeyBudget(self, request, context):
+        """GetKeyBudget returns a key's caps and what it spent and holds in the current periods.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreateRedemptionCodes(self, request, context):
+        """CreateRedemptionCodes mints a batch of one-time codes worth a fixed amount each.
+        The codes are returned once (only their hashes are stored). Idempotent by
+        batch_reference: a replay returns ALREADY_EXISTS without codes.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RedeemCode(self, request, context):
+        """RedeemCode credits an account with a code's amount, once. NOT_FOUND for an unknown
+        code; FAILED_PRECONDITION when it was redeemed already (by any account) or expired.
+        The same account redeeming the same code again gets its first result (idempotent).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListLedgerEntries(self, request, context):
+        """ListLedgerEntries pages through an account's transfers, newest first.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CheckLedger(self, request, context):
+        """CheckLedger verifies the ledger's invariants: every wallet's balance equals the sum
+        of its transfers, every wallet's held amount equals the sum of its open holds, and
+        no hold was resolved twice. It reports each mismatch; it changes nothing.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ExpireHolds(self, request, context):
+        """ExpireHolds voids open holds whose TTL has passed, now (the service also does it
+        periodically). Safe to run on every replica at once.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListUsage(self, request, context):
+        """ListUsage pages through usage records, newest first, with filters.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetDailyUsage(self, request, context):
+        """GetDailyUsage sums usage records per UTC day, account and model.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -193,6 +359,61 @@ def add_BillingServiceServicer_to_server(servicer, server):
                     request_deserializer=apirelay_dot_billing_dot_v1_dot_billing__pb2.GetPriceRequest.FromString,
                     response_serializer=apirelay_dot_billing_dot_v1_dot_billing__pb2.GetPriceResponse.SerializeToString,
             ),
+            'AdjustCredit': grpc.unary_unary_rpc_method_handler(
+                    servicer.AdjustCredit,
+                    request_deserializer=apirelay_dot_billing_dot_v1_dot_billing__pb2.AdjustCreditRequest.FromString,
+                    response_serializer=apirelay_dot_billing_dot_v1_dot_billing__pb2.AdjustCreditResponse.SerializeToString,
+            ),
+            'SetCreditLimit': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetCreditLimit,
+                    request_deserializer=apirelay_dot_billing_dot_v1_dot_billing__pb2.SetCreditLimitRequest.FromString,
+                    response_serializer=apirelay_dot_billing_dot_v1_dot_billing__pb2.SetCreditLimitResponse.SerializeToString,
+            ),
+            'SetKeyBudget': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetKeyBudget,
+                    request_deserializer=apirelay_dot_billing_dot_v1_dot_billing__pb2.SetKeyBudgetRequest.FromString,
+                    response_serializer=apirelay_dot_billing_dot_v1_dot_billing__pb2.SetKeyBudgetResponse.SerializeToString,
+            ),
+            'GetKeyBudget': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetKeyBudget,
+                    request_deserializer=apirelay_dot_billing_dot_v1_dot_billing__pb2.GetKeyBudgetRequest.FromString,
+                    response_serializer=apirelay_dot_billing_dot_v1_dot_billing__pb2.GetKeyBudgetResponse.SerializeToString,
+            ),
+            'CreateRedemptionCodes': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateRedemptionCodes,
+                    request_deserializer=apirelay_dot_billing_dot_v1_dot_billing__pb2.CreateRedemptionCodesRequest.FromString,
+                    response_serializer=apirelay_dot_billing_dot_v1_dot_billing__pb2.CreateRedemptionCodesResponse.SerializeToString,
+            ),
+            'RedeemCode': grpc.unary_unary_rpc_method_handler(
+                    servicer.RedeemCode,
+                    request_deserializer=apirelay_dot_billing_dot_v1_dot_billing__pb2.RedeemCodeRequest.FromString,
+                    response_serializer=apirelay_dot_billing_dot_v1_dot_billing__pb2.RedeemCodeResponse.SerializeToString,
+            ),
+            'ListLedgerEntries': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListLedgerEntries,
+                    request_deserializer=apirelay_dot_billing_dot_v1_dot_billing__pb2.ListLedgerEntriesRequest.FromString,
+                    response_serializer=apirelay_dot_billing_dot_v1_dot_billing__pb2.ListLedgerEntriesResponse.SerializeToString,
+            ),
+            'CheckLedger': grpc.unary_unary_rpc_method_handler(
+                    servicer.CheckLedger,
+                    request_deserializer=apirelay_dot_billing_dot_v1_dot_billing__pb2.CheckLedgerRequest.FromString,
+                    response_serializer=apirelay_dot_billing_dot_v1_dot_billing__pb2.CheckLedgerResponse.SerializeToString,
+            ),
+            'ExpireHolds': grpc.unary_unary_rpc_method_handler(
+                    servicer.ExpireHolds,
+                    request_deserializer=apirelay_dot_billing_dot_v1_dot_billing__pb2.ExpireHoldsRequest.FromString,
+                    response_serializer=apirelay_dot_billing_dot_v1_dot_billing__pb2.ExpireHoldsResponse.SerializeToString,
+            ),
+            'ListUsage': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListUsage,
+                    request_deserializer=apirelay_dot_billing_dot_v1_dot_billing__pb2.ListUsageRequest.FromString,
+                    response_serializer=apirelay_dot_billing_dot_v1_dot_billing__pb2.ListUsageResponse.SerializeToString,
+            ),
+            'GetDailyUsage': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetDailyUsage,
+                    request_deserializer=apirelay_dot_billing_dot_v1_dot_billing__pb2.GetDailyUsageRequest.FromString,
+                    response_serializer=apirelay_dot_billing_dot_v1_dot_billing__pb2.GetDailyUsageResponse.SerializeToString,
+            ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
             'apirelay.billing.v1.BillingService', rpc_method_handlers)
@@ -204,8 +425,19 @@ def add_BillingServiceServicer_to_server(servicer, server):
 class BillingService:
     """BillingService owns prices, wallets and the ledger. A request reserves its maximum
     cost before the upstream call and settles from real usage afterwards, exactly once.
-    All amounts are integer nano-USD (1e-9 USD). AddCredit and GetBalance require the admin
-    key as `authorization: Bearer <admin key>` metadata.
+    All amounts are integer nano-USD (1e-9 USD).
+
+    The ledger is double-entry and append-only: every movement of money is one transfer
+    from a debit account to a credit account ("wallet:<account id>", or the system
+    accounts "system:funding" (top-ups), "system:revenue" (charges),
+    "system:adjustments", "system:redemptions"), and a wallet's balance is the sum of its
+    transfers. Holds are the pending side: a hold expires (is voided) when nobody settles
+    or releases it within its TTL; a late settlement of an expired hold is still charged.
+
+    Admin methods (AddCredit, AdjustCredit, SetCreditLimit, GetBalance, SetKeyBudget,
+    GetKeyBudget, CreateRedemptionCodes, ListLedgerEntries, CheckLedger, ExpireHolds,
+    ListUsage, GetDailyUsage) require the admin key as `authorization: Bearer <admin key>`
+    metadata; the request path (reserve, settle, release, redeem, prices) does not.
     """
 
     @staticmethod
@@ -414,6 +646,303 @@ class BillingService:
             '/apirelay.billing.v1.BillingService/GetPrice',
             apirelay_dot_billing_dot_v1_dot_billing__pb2.GetPriceRequest.SerializeToString,
             apirelay_dot_billing_dot_v1_dot_billing__pb2.GetPriceResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AdjustCredit(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/apirelay.billing.v1.BillingService/AdjustCredit',
+            apirelay_dot_billing_dot_v1_dot_billing__pb2.AdjustCreditRequest.SerializeToString,
+            apirelay_dot_billing_dot_v1_dot_billing__pb2.AdjustCreditResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetCreditLimit(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/apirelay.billing.v1.BillingService/SetCreditLimit',
+            apirelay_dot_billing_dot_v1_dot_billing__pb2.SetCreditLimitRequest.SerializeToString,
+            apirelay_dot_billing_dot_v1_dot_billing__pb2.SetCreditLimitResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetKeyBudget(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/apirelay.billing.v1.BillingService/SetKeyBudget',
+            apirelay_dot_billing_dot_v1_dot_billing__pb2.SetKeyBudgetRequest.SerializeToString,
+            apirelay_dot_billing_dot_v1_dot_billing__pb2.SetKeyBudgetResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetKeyBudget(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/apirelay.billing.v1.BillingService/GetKeyBudget',
+            apirelay_dot_billing_dot_v1_dot_billing__pb2.GetKeyBudgetRequest.SerializeToString,
+            apirelay_dot_billing_dot_v1_dot_billing__pb2.GetKeyBudgetResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateRedemptionCodes(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/apirelay.billing.v1.BillingService/CreateRedemptionCodes',
+            apirelay_dot_billing_dot_v1_dot_billing__pb2.CreateRedemptionCodesRequest.SerializeToString,
+            apirelay_dot_billing_dot_v1_dot_billing__pb2.CreateRedemptionCodesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RedeemCode(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/apirelay.billing.v1.BillingService/RedeemCode',
+            apirelay_dot_billing_dot_v1_dot_billing__pb2.RedeemCodeRequest.SerializeToString,
+            apirelay_dot_billing_dot_v1_dot_billing__pb2.RedeemCodeResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListLedgerEntries(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/apirelay.billing.v1.BillingService/ListLedgerEntries',
+            apirelay_dot_billing_dot_v1_dot_billing__pb2.ListLedgerEntriesRequest.SerializeToString,
+            apirelay_dot_billing_dot_v1_dot_billing__pb2.ListLedgerEntriesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CheckLedger(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/apirelay.billing.v1.BillingService/CheckLedger',
+            apirelay_dot_billing_dot_v1_dot_billing__pb2.CheckLedgerRequest.SerializeToString,
+            apirelay_dot_billing_dot_v1_dot_billing__pb2.CheckLedgerResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ExpireHolds(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/apirelay.billing.v1.BillingService/ExpireHolds',
+            apirelay_dot_billing_dot_v1_dot_billing__pb2.ExpireHoldsRequest.SerializeToString,
+            apirelay_dot_billing_dot_v1_dot_billing__pb2.ExpireHoldsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListUsage(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/apirelay.billing.v1.BillingService/ListUsage',
+            apirelay_dot_billing_dot_v1_dot_billing__pb2.ListUsageRequest.SerializeToString,
+            apirelay_dot_billing_dot_v1_dot_billing__pb2.ListUsageResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetDailyUsage(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/apirelay.billing.v1.BillingService/GetDailyUsage',
+            apirelay_dot_billing_dot_v1_dot_billing__pb2.GetDailyUsageRequest.SerializeToString,
+            apirelay_dot_billing_dot_v1_dot_billing__pb2.GetDailyUsageResponse.FromString,
             options,
             channel_credentials,
             insecure,

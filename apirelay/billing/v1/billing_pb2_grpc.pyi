@@ -29,8 +29,19 @@ GRPC_VERSION: str
 class BillingServiceStub:
     """BillingService owns prices, wallets and the ledger. A request reserves its maximum
     cost before the upstream call and settles from real usage afterwards, exactly once.
-    All amounts are integer nano-USD (1e-9 USD). AddCredit and GetBalance require the admin
-    key as `authorization: Bearer <admin key>` metadata.
+    All amounts are integer nano-USD (1e-9 USD).
+
+    The ledger is double-entry and append-only: every movement of money is one transfer
+    from a debit account to a credit account ("wallet:<account id>", or the system
+    accounts "system:funding" (top-ups), "system:revenue" (charges),
+    "system:adjustments", "system:redemptions"), and a wallet's balance is the sum of its
+    transfers. Holds are the pending side: a hold expires (is voided) when nobody settles
+    or releases it within its TTL; a late settlement of an expired hold is still charged.
+
+    Admin methods (AddCredit, AdjustCredit, SetCreditLimit, GetBalance, SetKeyBudget,
+    GetKeyBudget, CreateRedemptionCodes, ListLedgerEntries, CheckLedger, ExpireHolds,
+    ListUsage, GetDailyUsage) require the admin key as `authorization: Bearer <admin key>`
+    metadata; the request path (reserve, settle, release, redeem, prices) does not.
     """
 
     @_typing.overload
@@ -64,14 +75,67 @@ class BillingServiceStub:
     GetBalance: _grpc.UnaryUnaryMultiCallable[_billing_pb2.GetBalanceRequest, _billing_pb2.GetBalanceResponse]
     """GetBalance returns an account's wallet. An account with no wallet has zero balance."""
     GetPrice: _grpc.UnaryUnaryMultiCallable[_billing_pb2.GetPriceRequest, _billing_pb2.GetPriceResponse]
-    """GetPrice returns a model's price. Fails with NOT_FOUND if the model is not priced."""
+    """GetPrice returns a model's price in effect at a time (now by default). Fails with
+    NOT_FOUND if the model is not priced then.
+    """
+    AdjustCredit: _grpc.UnaryUnaryMultiCallable[_billing_pb2.AdjustCreditRequest, _billing_pb2.AdjustCreditResponse]
+    """AdjustCredit moves an account's balance up or down by an admin decision, with a
+    required reason. Idempotent by reference when one is given. A negative adjustment
+    may take the balance below zero (it is a correction, not a purchase).
+    """
+    SetCreditLimit: _grpc.UnaryUnaryMultiCallable[_billing_pb2.SetCreditLimitRequest, _billing_pb2.SetCreditLimitResponse]
+    """SetCreditLimit sets how far an account's available balance may go below zero
+    (0, the default, means prepaid only).
+    """
+    SetKeyBudget: _grpc.UnaryUnaryMultiCallable[_billing_pb2.SetKeyBudgetRequest, _billing_pb2.SetKeyBudgetResponse]
+    """SetKeyBudget sets an API key's spending caps per UTC day and calendar month; a
+    reservation that would take the key past a cap is refused (KEY_BUDGET_EXCEEDED).
+    """
+    GetKeyBudget: _grpc.UnaryUnaryMultiCallable[_billing_pb2.GetKeyBudgetRequest, _billing_pb2.GetKeyBudgetResponse]
+    """GetKeyBudget returns a key's caps and what it spent and holds in the current periods."""
+    CreateRedemptionCodes: _grpc.UnaryUnaryMultiCallable[_billing_pb2.CreateRedemptionCodesRequest, _billing_pb2.CreateRedemptionCodesResponse]
+    """CreateRedemptionCodes mints a batch of one-time codes worth a fixed amount each.
+    The codes are returned once (only their hashes are stored). Idempotent by
+    batch_reference: a replay returns ALREADY_EXISTS without codes.
+    """
+    RedeemCode: _grpc.UnaryUnaryMultiCallable[_billing_pb2.RedeemCodeRequest, _billing_pb2.RedeemCodeResponse]
+    """RedeemCode credits an account with a code's amount, once. NOT_FOUND for an unknown
+    code; FAILED_PRECONDITION when it was redeemed already (by any account) or expired.
+    The same account redeeming the same code again gets its first result (idempotent).
+    """
+    ListLedgerEntries: _grpc.UnaryUnaryMultiCallable[_billing_pb2.ListLedgerEntriesRequest, _billing_pb2.ListLedgerEntriesResponse]
+    """ListLedgerEntries pages through an account's transfers, newest first."""
+    CheckLedger: _grpc.UnaryUnaryMultiCallable[_billing_pb2.CheckLedgerRequest, _billing_pb2.CheckLedgerResponse]
+    """CheckLedger verifies the ledger's invariants: every wallet's balance equals the sum
+    of its transfers, every wallet's held amount equals the sum of its open holds, and
+    no hold was resolved twice. It reports each mismatch; it changes nothing.
+    """
+    ExpireHolds: _grpc.UnaryUnaryMultiCallable[_billing_pb2.ExpireHoldsRequest, _billing_pb2.ExpireHoldsResponse]
+    """ExpireHolds voids open holds whose TTL has passed, now (the service also does it
+    periodically). Safe to run on every replica at once.
+    """
+    ListUsage: _grpc.UnaryUnaryMultiCallable[_billing_pb2.ListUsageRequest, _billing_pb2.ListUsageResponse]
+    """ListUsage pages through usage records, newest first, with filters."""
+    GetDailyUsage: _grpc.UnaryUnaryMultiCallable[_billing_pb2.GetDailyUsageRequest, _billing_pb2.GetDailyUsageResponse]
+    """GetDailyUsage sums usage records per UTC day, account and model."""
 
 @_typing.type_check_only
 class BillingServiceAsyncStub(BillingServiceStub):
     """BillingService owns prices, wallets and the ledger. A request reserves its maximum
     cost before the upstream call and settles from real usage afterwards, exactly once.
-    All amounts are integer nano-USD (1e-9 USD). AddCredit and GetBalance require the admin
-    key as `authorization: Bearer <admin key>` metadata.
+    All amounts are integer nano-USD (1e-9 USD).
+
+    The ledger is double-entry and append-only: every movement of money is one transfer
+    from a debit account to a credit account ("wallet:<account id>", or the system
+    accounts "system:funding" (top-ups), "system:revenue" (charges),
+    "system:adjustments", "system:redemptions"), and a wallet's balance is the sum of its
+    transfers. Holds are the pending side: a hold expires (is voided) when nobody settles
+    or releases it within its TTL; a late settlement of an expired hold is still charged.
+
+    Admin methods (AddCredit, AdjustCredit, SetCreditLimit, GetBalance, SetKeyBudget,
+    GetKeyBudget, CreateRedemptionCodes, ListLedgerEntries, CheckLedger, ExpireHolds,
+    ListUsage, GetDailyUsage) require the admin key as `authorization: Bearer <admin key>`
+    metadata; the request path (reserve, settle, release, redeem, prices) does not.
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
@@ -102,13 +166,66 @@ class BillingServiceAsyncStub(BillingServiceStub):
     GetBalance: _aio.UnaryUnaryMultiCallable[_billing_pb2.GetBalanceRequest, _billing_pb2.GetBalanceResponse]  # type: ignore[assignment]
     """GetBalance returns an account's wallet. An account with no wallet has zero balance."""
     GetPrice: _aio.UnaryUnaryMultiCallable[_billing_pb2.GetPriceRequest, _billing_pb2.GetPriceResponse]  # type: ignore[assignment]
-    """GetPrice returns a model's price. Fails with NOT_FOUND if the model is not priced."""
+    """GetPrice returns a model's price in effect at a time (now by default). Fails with
+    NOT_FOUND if the model is not priced then.
+    """
+    AdjustCredit: _aio.UnaryUnaryMultiCallable[_billing_pb2.AdjustCreditRequest, _billing_pb2.AdjustCreditResponse]  # type: ignore[assignment]
+    """AdjustCredit moves an account's balance up or down by an admin decision, with a
+    required reason. Idempotent by reference when one is given. A negative adjustment
+    may take the balance below zero (it is a correction, not a purchase).
+    """
+    SetCreditLimit: _aio.UnaryUnaryMultiCallable[_billing_pb2.SetCreditLimitRequest, _billing_pb2.SetCreditLimitResponse]  # type: ignore[assignment]
+    """SetCreditLimit sets how far an account's available balance may go below zero
+    (0, the default, means prepaid only).
+    """
+    SetKeyBudget: _aio.UnaryUnaryMultiCallable[_billing_pb2.SetKeyBudgetRequest, _billing_pb2.SetKeyBudgetResponse]  # type: ignore[assignment]
+    """SetKeyBudget sets an API key's spending caps per UTC day and calendar month; a
+    reservation that would take the key past a cap is refused (KEY_BUDGET_EXCEEDED).
+    """
+    GetKeyBudget: _aio.UnaryUnaryMultiCallable[_billing_pb2.GetKeyBudgetRequest, _billing_pb2.GetKeyBudgetResponse]  # type: ignore[assignment]
+    """GetKeyBudget returns a key's caps and what it spent and holds in the current periods."""
+    CreateRedemptionCodes: _aio.UnaryUnaryMultiCallable[_billing_pb2.CreateRedemptionCodesRequest, _billing_pb2.CreateRedemptionCodesResponse]  # type: ignore[assignment]
+    """CreateRedemptionCodes mints a batch of one-time codes worth a fixed amount each.
+    The codes are returned once (only their hashes are stored). Idempotent by
+    batch_reference: a replay returns ALREADY_EXISTS without codes.
+    """
+    RedeemCode: _aio.UnaryUnaryMultiCallable[_billing_pb2.RedeemCodeRequest, _billing_pb2.RedeemCodeResponse]  # type: ignore[assignment]
+    """RedeemCode credits an account with a code's amount, once. NOT_FOUND for an unknown
+    code; FAILED_PRECONDITION when it was redeemed already (by any account) or expired.
+    The same account redeeming the same code again gets its first result (idempotent).
+    """
+    ListLedgerEntries: _aio.UnaryUnaryMultiCallable[_billing_pb2.ListLedgerEntriesRequest, _billing_pb2.ListLedgerEntriesResponse]  # type: ignore[assignment]
+    """ListLedgerEntries pages through an account's transfers, newest first."""
+    CheckLedger: _aio.UnaryUnaryMultiCallable[_billing_pb2.CheckLedgerRequest, _billing_pb2.CheckLedgerResponse]  # type: ignore[assignment]
+    """CheckLedger verifies the ledger's invariants: every wallet's balance equals the sum
+    of its transfers, every wallet's held amount equals the sum of its open holds, and
+    no hold was resolved twice. It reports each mismatch; it changes nothing.
+    """
+    ExpireHolds: _aio.UnaryUnaryMultiCallable[_billing_pb2.ExpireHoldsRequest, _billing_pb2.ExpireHoldsResponse]  # type: ignore[assignment]
+    """ExpireHolds voids open holds whose TTL has passed, now (the service also does it
+    periodically). Safe to run on every replica at once.
+    """
+    ListUsage: _aio.UnaryUnaryMultiCallable[_billing_pb2.ListUsageRequest, _billing_pb2.ListUsageResponse]  # type: ignore[assignment]
+    """ListUsage pages through usage records, newest first, with filters."""
+    GetDailyUsage: _aio.UnaryUnaryMultiCallable[_billing_pb2.GetDailyUsageRequest, _billing_pb2.GetDailyUsageResponse]  # type: ignore[assignment]
+    """GetDailyUsage sums usage records per UTC day, account and model."""
 
 class BillingServiceServicer(metaclass=_abc_1.ABCMeta):
     """BillingService owns prices, wallets and the ledger. A request reserves its maximum
     cost before the upstream call and settles from real usage afterwards, exactly once.
-    All amounts are integer nano-USD (1e-9 USD). AddCredit and GetBalance require the admin
-    key as `authorization: Bearer <admin key>` metadata.
+    All amounts are integer nano-USD (1e-9 USD).
+
+    The ledger is double-entry and append-only: every movement of money is one transfer
+    from a debit account to a credit account ("wallet:<account id>", or the system
+    accounts "system:funding" (top-ups), "system:revenue" (charges),
+    "system:adjustments", "system:redemptions"), and a wallet's balance is the sum of its
+    transfers. Holds are the pending side: a hold expires (is voided) when nobody settles
+    or releases it within its TTL; a late settlement of an expired hold is still charged.
+
+    Admin methods (AddCredit, AdjustCredit, SetCreditLimit, GetBalance, SetKeyBudget,
+    GetKeyBudget, CreateRedemptionCodes, ListLedgerEntries, CheckLedger, ExpireHolds,
+    ListUsage, GetDailyUsage) require the admin key as `authorization: Bearer <admin key>`
+    metadata; the request path (reserve, settle, release, redeem, prices) does not.
     """
 
     @_abc_1.abstractmethod
@@ -185,6 +302,114 @@ class BillingServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _billing_pb2.GetPriceRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_billing_pb2.GetPriceResponse, _abc.Awaitable[_billing_pb2.GetPriceResponse]]:
-        """GetPrice returns a model's price. Fails with NOT_FOUND if the model is not priced."""
+        """GetPrice returns a model's price in effect at a time (now by default). Fails with
+        NOT_FOUND if the model is not priced then.
+        """
+
+    @_abc_1.abstractmethod
+    def AdjustCredit(
+        self,
+        request: _billing_pb2.AdjustCreditRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_billing_pb2.AdjustCreditResponse, _abc.Awaitable[_billing_pb2.AdjustCreditResponse]]:
+        """AdjustCredit moves an account's balance up or down by an admin decision, with a
+        required reason. Idempotent by reference when one is given. A negative adjustment
+        may take the balance below zero (it is a correction, not a purchase).
+        """
+
+    @_abc_1.abstractmethod
+    def SetCreditLimit(
+        self,
+        request: _billing_pb2.SetCreditLimitRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_billing_pb2.SetCreditLimitResponse, _abc.Awaitable[_billing_pb2.SetCreditLimitResponse]]:
+        """SetCreditLimit sets how far an account's available balance may go below zero
+        (0, the default, means prepaid only).
+        """
+
+    @_abc_1.abstractmethod
+    def SetKeyBudget(
+        self,
+        request: _billing_pb2.SetKeyBudgetRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_billing_pb2.SetKeyBudgetResponse, _abc.Awaitable[_billing_pb2.SetKeyBudgetResponse]]:
+        """SetKeyBudget sets an API key's spending caps per UTC day and calendar month; a
+        reservation that would take the key past a cap is refused (KEY_BUDGET_EXCEEDED).
+        """
+
+    @_abc_1.abstractmethod
+    def GetKeyBudget(
+        self,
+        request: _billing_pb2.GetKeyBudgetRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_billing_pb2.GetKeyBudgetResponse, _abc.Awaitable[_billing_pb2.GetKeyBudgetResponse]]:
+        """GetKeyBudget returns a key's caps and what it spent and holds in the current periods."""
+
+    @_abc_1.abstractmethod
+    def CreateRedemptionCodes(
+        self,
+        request: _billing_pb2.CreateRedemptionCodesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_billing_pb2.CreateRedemptionCodesResponse, _abc.Awaitable[_billing_pb2.CreateRedemptionCodesResponse]]:
+        """CreateRedemptionCodes mints a batch of one-time codes worth a fixed amount each.
+        The codes are returned once (only their hashes are stored). Idempotent by
+        batch_reference: a replay returns ALREADY_EXISTS without codes.
+        """
+
+    @_abc_1.abstractmethod
+    def RedeemCode(
+        self,
+        request: _billing_pb2.RedeemCodeRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_billing_pb2.RedeemCodeResponse, _abc.Awaitable[_billing_pb2.RedeemCodeResponse]]:
+        """RedeemCode credits an account with a code's amount, once. NOT_FOUND for an unknown
+        code; FAILED_PRECONDITION when it was redeemed already (by any account) or expired.
+        The same account redeeming the same code again gets its first result (idempotent).
+        """
+
+    @_abc_1.abstractmethod
+    def ListLedgerEntries(
+        self,
+        request: _billing_pb2.ListLedgerEntriesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_billing_pb2.ListLedgerEntriesResponse, _abc.Awaitable[_billing_pb2.ListLedgerEntriesResponse]]:
+        """ListLedgerEntries pages through an account's transfers, newest first."""
+
+    @_abc_1.abstractmethod
+    def CheckLedger(
+        self,
+        request: _billing_pb2.CheckLedgerRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_billing_pb2.CheckLedgerResponse, _abc.Awaitable[_billing_pb2.CheckLedgerResponse]]:
+        """CheckLedger verifies the ledger's invariants: every wallet's balance equals the sum
+        of its transfers, every wallet's held amount equals the sum of its open holds, and
+        no hold was resolved twice. It reports each mismatch; it changes nothing.
+        """
+
+    @_abc_1.abstractmethod
+    def ExpireHolds(
+        self,
+        request: _billing_pb2.ExpireHoldsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_billing_pb2.ExpireHoldsResponse, _abc.Awaitable[_billing_pb2.ExpireHoldsResponse]]:
+        """ExpireHolds voids open holds whose TTL has passed, now (the service also does it
+        periodically). Safe to run on every replica at once.
+        """
+
+    @_abc_1.abstractmethod
+    def ListUsage(
+        self,
+        request: _billing_pb2.ListUsageRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_billing_pb2.ListUsageResponse, _abc.Awaitable[_billing_pb2.ListUsageResponse]]:
+        """ListUsage pages through usage records, newest first, with filters."""
+
+    @_abc_1.abstractmethod
+    def GetDailyUsage(
+        self,
+        request: _billing_pb2.GetDailyUsageRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_billing_pb2.GetDailyUsageResponse, _abc.Awaitable[_billing_pb2.GetDailyUsageResponse]]:
+        """GetDailyUsage sums usage records per UTC day, account and model."""
 
 def add_BillingServiceServicer_to_server(servicer: BillingServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

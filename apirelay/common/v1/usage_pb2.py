@@ -24,17 +24,17 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1e\x61pirelay/common/v1/usage.proto\x12\x12\x61pirelay.common.v1\"\xb5\x01\n\x05Usage\x12\x15\n\rprompt_tokens\x18\x01 \x01(\x03\x12\x19\n\x11\x63ompletion_tokens\x18\x02 \x01(\x03\x12\x14\n\x0ctotal_tokens\x18\x03 \x01(\x03\x12\x1c\n\x14\x63\x61\x63hed_prompt_tokens\x18\x04 \x01(\x03\x12\x18\n\x10reasoning_tokens\x18\x05 \x01(\x03\x12,\n\x05units\x18\x06 \x03(\x0b\x32\x1d.apirelay.common.v1.UnitUsage\"+\n\tUnitUsage\x12\x0c\n\x04unit\x18\x01 \x01(\t\x12\x10\n\x08quantity\x18\x02 \x01(\x03*b\n\x0bUsageSource\x12\x1c\n\x18USAGE_SOURCE_UNSPECIFIED\x10\x00\x12\x19\n\x15USAGE_SOURCE_UPSTREAM\x10\x01\x12\x1a\n\x16USAGE_SOURCE_ESTIMATED\x10\x02\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1e\x61pirelay/common/v1/usage.proto\x12\x12\x61pirelay.common.v1\"\xd8\x01\n\x05Usage\x12\x15\n\rprompt_tokens\x18\x01 \x01(\x03\x12\x19\n\x11\x63ompletion_tokens\x18\x02 \x01(\x03\x12\x14\n\x0ctotal_tokens\x18\x03 \x01(\x03\x12\x1c\n\x14\x63\x61\x63hed_prompt_tokens\x18\x04 \x01(\x03\x12\x18\n\x10reasoning_tokens\x18\x05 \x01(\x03\x12,\n\x05units\x18\x06 \x03(\x0b\x32\x1d.apirelay.common.v1.UnitUsage\x12!\n\x19\x63\x61\x63he_write_prompt_tokens\x18\x07 \x01(\x03\"+\n\tUnitUsage\x12\x0c\n\x04unit\x18\x01 \x01(\t\x12\x10\n\x08quantity\x18\x02 \x01(\x03*b\n\x0bUsageSource\x12\x1c\n\x18USAGE_SOURCE_UNSPECIFIED\x10\x00\x12\x19\n\x15USAGE_SOURCE_UPSTREAM\x10\x01\x12\x1a\n\x16USAGE_SOURCE_ESTIMATED\x10\x02\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'apirelay.common.v1.usage_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_USAGESOURCE']._serialized_start=283
-  _globals['_USAGESOURCE']._serialized_end=381
+  _globals['_USAGESOURCE']._serialized_start=318
+  _globals['_USAGESOURCE']._serialized_end=416
   _globals['_USAGE']._serialized_start=55
-  _globals['_USAGE']._serialized_end=236
-  _globals['_UNITUSAGE']._serialized_start=238
-  _globals['_UNITUSAGE']._serialized_end=281
+  _globals['_USAGE']._serialized_end=271
+  _globals['_UNITUSAGE']._serialized_start=273
+  _globals['_UNITUSAGE']._serialized_end=316
 # @@protoc_insertion_point(module_scope)

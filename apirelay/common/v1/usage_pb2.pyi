@@ -61,6 +61,7 @@ class Usage(_message.Message):
     CACHED_PROMPT_TOKENS_FIELD_NUMBER: _builtins.int
     REASONING_TOKENS_FIELD_NUMBER: _builtins.int
     UNITS_FIELD_NUMBER: _builtins.int
+    CACHE_WRITE_PROMPT_TOKENS_FIELD_NUMBER: _builtins.int
     prompt_tokens: _builtins.int
     """Tokens in the prompt, including cached ones."""
     completion_tokens: _builtins.int
@@ -71,6 +72,10 @@ class Usage(_message.Message):
     """Prompt tokens served from the provider's prompt cache (a subset of prompt_tokens)."""
     reasoning_tokens: _builtins.int
     """Completion tokens spent on hidden reasoning (a subset of completion_tokens)."""
+    cache_write_prompt_tokens: _builtins.int
+    """Prompt tokens written to the provider's prompt cache (a subset of prompt_tokens,
+    disjoint from cached_prompt_tokens; Anthropic's cache_creation_input_tokens).
+    """
     @_builtins.property
     def units(self) -> _containers.RepeatedCompositeFieldContainer[Global___UnitUsage]:
         """What the request consumed besides tokens (images, audio seconds, characters); at
@@ -86,10 +91,11 @@ class Usage(_message.Message):
         cached_prompt_tokens: _builtins.int = ...,
         reasoning_tokens: _builtins.int = ...,
         units: _abc.Iterable[Global___UnitUsage] | None = ...,
+        cache_write_prompt_tokens: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["cached_prompt_tokens", b"cached_prompt_tokens", "completion_tokens", b"completion_tokens", "prompt_tokens", b"prompt_tokens", "reasoning_tokens", b"reasoning_tokens", "total_tokens", b"total_tokens", "units", b"units"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cache_write_prompt_tokens", b"cache_write_prompt_tokens", "cached_prompt_tokens", b"cached_prompt_tokens", "completion_tokens", b"completion_tokens", "prompt_tokens", b"prompt_tokens", "reasoning_tokens", b"reasoning_tokens", "total_tokens", b"total_tokens", "units", b"units"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
