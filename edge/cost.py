@@ -32,6 +32,8 @@ def metered(usage: Usage) -> Metered:
         completion_tokens=usage.completion_tokens,
         cached_prompt_tokens=usage.cached_prompt_tokens,
         units=usage.units,
+        cache_write_prompt_tokens=usage.cache_write_prompt_tokens,
+        reasoning_tokens=usage.reasoning_tokens,
     )
 
 

@@ -4,12 +4,20 @@ Billing settles a request with it; the edge uses it to report a request's cost i
 response (`usage.cost`) from the tariff its hold was placed at, before the settlement
 is applied. Both therefore compute the same number by construction.
 
-    cost = round_half_up(((prompt - cached) * prompt_price + cached * cached_price
-                          + completion * completion_price + sum(quantity * unit_price))
+    cost = round_half_up((plain_prompt * prompt_price + cached * cached_price
+                          + cache_write * cache_write_price
+                          + (completion - reasoning) * completion_price
+                          + reasoning * reasoning_price
+                          + sum(quantity * unit_price) + request_price)
                          * multiplier_bps / 10000)
 
-The division is the only rounding step, once per charge; amounts are never negative,
-so `(x + 5000) // 10000` is exactly round-half-up.
+    plain_prompt = prompt - cached - cache_write
+
+Cached and cache-write tokens are subsets of the prompt, reasoning tokens a subset of the
+completion; a usage whose subsets exceed their total is clamped (the subsets are billed
+at most the whole, and never a negative remainder). The division is the only rounding
+step, once per charge; amounts are never negative, so `(x + 5000) // 10000` is exactly
+round-half-up.
 """
 
 from __future__ import annotations
@@ -49,6 +57,12 @@ class Tariff:
     cached_prompt_nanos: int
     multiplier_bps: int
     unit_nanos: Mapping[str, int] = field(default_factory=lambda: _NO_UNITS)
+    # Resolved prices (a model without its own cache-write or reasoning price gets the
+    # prompt or completion price here), keyword-only and required so no caller can
+    # forget one and bill those tokens at 0.
+    cache_write_nanos: int = field(kw_only=True)
+    reasoning_nanos: int = field(kw_only=True)
+    request_nanos: int = field(kw_only=True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +73,8 @@ class Metered:
     completion_tokens: int = 0
     cached_prompt_tokens: int = 0
     units: Mapping[str, int] = field(default_factory=lambda: _NO_UNITS)
+    cache_write_prompt_tokens: int = 0
+    reasoning_tokens: int = 0
 
 
 def unpriced_units(tariff: Tariff, units: Mapping[str, int]) -> list[str]:
@@ -68,11 +84,18 @@ def unpriced_units(tariff: Tariff, units: Mapping[str, int]) -> list[str]:
 
 def cost_nanos(tariff: Tariff, metered: Metered) -> int:
     """The charge for `metered` under `tariff`; UnpricedUnit / ChargeOutOfRange if impossible."""
-    uncached = metered.prompt_tokens - metered.cached_prompt_tokens
+    prompt = max(metered.prompt_tokens, 0)
+    cached = min(max(metered.cached_prompt_tokens, 0), prompt)
+    written = min(max(metered.cache_write_prompt_tokens, 0), prompt - cached)
+    completion = max(metered.completion_tokens, 0)
+    reasoning = min(max(metered.reasoning_tokens, 0), completion)
     base = (
-        uncached * tariff.prompt_nanos
-        + metered.cached_prompt_tokens * tariff.cached_prompt_nanos
-        + metered.completion_tokens * tariff.completion_nanos
+        (prompt - cached - written) * tariff.prompt_nanos
+        + cached * tariff.cached_prompt_nanos
+        + written * tariff.cache_write_nanos
+        + (completion - reasoning) * tariff.completion_nanos
+        + reasoning * tariff.reasoning_nanos
+        + tariff.request_nanos
     )
     for unit, quantity in metered.units.items():
         if quantity <= 0:

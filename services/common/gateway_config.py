@@ -49,6 +49,7 @@ __all__ = [
 CONFIG_ENV = "APIRELAY_CONFIG"
 DEFAULT_GROUP = "default"
 FULL_MULTIPLIER_BPS = 10_000
+MAX_MULTIPLIER_BPS = 2**31 - 1
 DEFAULT_MOCK_REPLY = "Hello from apirelay! This is the demo model answering your request."
 # How a channel sends its key: `Authorization: Bearer`, Azure's `api-key`, or not at all.
 AUTH_STYLES = ("bearer", "api-key", "none")
@@ -197,9 +198,7 @@ def parse_gateway_config(raw: Any, source: str = "<config>") -> GatewayConfig:
     channels = tuple(
         _channel(c, f"{source}: channels[{i}]") for i, c in enumerate(raw.get("channels") or [])
     )
-    groups = {str(k): int_at_least(v, f"{source}: groups.{k}")
-              for k, v in (raw.get("groups") or {}).items()}
-    groups.setdefault(DEFAULT_GROUP, FULL_MULTIPLIER_BPS)
+    groups = _groups(raw.get("groups"), f"{source}: groups")
     config = GatewayConfig(models, (), groups,
                            _flag(raw.get("auto_channels", True), f"{source}: auto_channels"),
                            limits=parse_limits(raw.get("limits"), f"{source}: limits"),
@@ -242,6 +241,23 @@ def _serve_aliases(
         if entry.alias_of and entry.id not in model_map:
             model_map[entry.id] = model_map.get(entry.alias_of, entry.alias_of)
     return replace(channel, models=tuple(names), model_map=MappingProxyType(model_map))
+
+
+def _groups(raw: Any, where: str) -> dict[str, int]:
+    """Each account group's price multiplier in basis points (8500 = 0.85); an account
+    whose group is not listed pays the `default` group's (1.0 unless set)."""
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where}: expected a mapping of group name to basis points")
+    groups: dict[str, int] = {}
+    for name, bps in raw.items():
+        # The multiplier travels as an int32 (billing.v1.Tariff.multiplier_bps).
+        if int_at_least(bps, f"{where}.{name}") > MAX_MULTIPLIER_BPS:
+            raise ConfigError(f"{where}.{name}: at most {MAX_MULTIPLIER_BPS} basis points")
+        groups[str(name)] = bps
+    groups.setdefault(DEFAULT_GROUP, FULL_MULTIPLIER_BPS)
+    return groups
 
 
 def _flag(value: Any, where: str) -> bool:

@@ -5,6 +5,10 @@ well-known models with their vendors' public prices) unless `builtin_models: fal
 An alias (`claude-sonnet-4` for a dated id) becomes an entry of its own, a copy of its
 model's with `alias_of` set: routing, pricing and /v1/models treat it like the model,
 and a channel serving either name serves both (sending the channel's id of the model).
+
+A model has one `price:` or a price history, `prices:` (a list of prices, each with
+`since:`, the instant it takes effect, except at most one base entry that always
+applied); billing charges a request at the entry in effect when its hold is placed.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
+from datetime import UTC, date, datetime
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
@@ -23,12 +28,13 @@ from services.common.units import AUDIO_SECOND, CHARACTER, image_unit
 INT64_MAX = 2**63 - 1
 BUILTIN_CATALOG = Path(__file__).with_name("builtin_models.yaml")
 CAPABILITIES = ("tools", "vision", "json")
-_TOKEN_PRICE_KEYS = ("prompt", "completion", "cached_prompt")
+_TOKEN_PRICE_KEYS = ("prompt", "completion", "cached_prompt", "cache_write", "reasoning")
 # The YAML key of each single-unit price and the billing unit it prices.
 _UNIT_PRICE_KEYS = {"audio_second": AUDIO_SECOND, "character": CHARACTER}
-_PRICE_KEYS = (*_TOKEN_PRICE_KEYS, "images", *_UNIT_PRICE_KEYS)
+_PRICE_KEYS = (*_TOKEN_PRICE_KEYS, "images", *_UNIT_PRICE_KEYS, "request", "since")
 # An image size or quality becomes one segment of a unit name ("image/<size>/<quality>").
 _UNIT_PART = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 class ConfigError(ValueError):
@@ -44,14 +50,21 @@ class ModelPrice:
     """Integer nano-USD per token and per non-token unit (see services.common.units).
 
     `prompt` and `completion` are both set or both None; None means the model is not
-    priced for tokens (a price of 0 must be explicit). None for `cached_prompt` means the
-    prompt price applies. `units` maps a unit name to its price, sorted by unit.
+    priced for tokens (a price of 0 must be explicit). None for `cached_prompt` (cache
+    hits) or `cache_write_prompt` (prompt tokens written to the cache) means the prompt
+    price applies; None for `reasoning` means the completion price applies. `units` maps
+    a unit name to its price, sorted by unit. `request` is charged once per request.
+    `effective_from` is when the price takes effect (None: it always applied).
     """
 
     prompt: int | None = None
     completion: int | None = None
     cached_prompt: int | None = None
     units: Mapping[str, int] = field(default_factory=_no_units)
+    cache_write_prompt: int | None = None
+    reasoning: int | None = None
+    request: int = 0
+    effective_from: datetime | None = None
 
     @property
     def prices_tokens(self) -> bool:
@@ -66,6 +79,9 @@ class ModelEntry:
     `context_window` is 0 when unknown. `tools`, `vision` and `json` say whether the
     model takes function tools, image input and JSON mode. `aliases` are the other
     names of a model; an alias's own entry has `alias_of` = the model's id.
+    `price_history` holds every price of the model, oldest first (a base price without
+    `effective_from`, if any, comes first); `price` is its newest entry, which may not
+    be in effect yet: billing picks the entry in effect (services.billing.pricing).
     """
 
     id: str
@@ -82,11 +98,20 @@ class ModelEntry:
     # Models whose channels serve a request when every channel of this one failed
     # before the first output; the request stays billed at this model's price.
     fallbacks: tuple[str, ...] = ()
+    price_history: tuple[ModelPrice, ...] = ()
 
     @property
     def canonical(self) -> str:
         """The id of the model this entry names (its own id unless it is an alias)."""
         return self.alias_of or self.id
+
+    @property
+    def prices(self) -> tuple[ModelPrice, ...]:
+        """Every price of the model, oldest first (`price` alone for an entry built
+        without a history)."""
+        if self.price_history:
+            return self.price_history
+        return () if self.price is None else (self.price,)
 
 
 def parse_models(raw: Any, source: str, builtin: bool) -> tuple[ModelEntry, ...]:
@@ -133,7 +158,7 @@ def parse_model(raw: Any, where: str) -> ModelEntry:
     """One entry of a `models` list."""
     if not isinstance(raw, dict) or not isinstance(raw.get("id"), str):
         raise ConfigError(f"{where}: a model needs a string 'id'")
-    price = None if raw.get("price") is None else _price(raw["price"], f"{where}.price")
+    history = _price_history(raw, where)
     flags = _capabilities(raw.get("capabilities") or [], f"{where}.capabilities")
     aliases = raw.get("aliases") or []
     if not isinstance(aliases, list) or not all(isinstance(a, str) and a for a in aliases):
@@ -147,7 +172,8 @@ def parse_model(raw: Any, where: str) -> ModelEntry:
         created=int_at_least(raw.get("created", 1_700_000_000), f"{where}.created"),
         max_output_tokens=int_at_least(raw.get("max_output_tokens", 4096),
                                        f"{where}.max_output_tokens", 1),
-        price=price,
+        price=history[-1] if history else None,
+        price_history=history,
         context_window=int_at_least(raw.get("context_window", 0), f"{where}.context_window"),
         tools="tools" in flags,
         vision="vision" in flags,
@@ -173,6 +199,51 @@ def _nanos(value: Any, where: str) -> int:
     return value
 
 
+def _price_history(raw: dict[str, Any], where: str) -> tuple[ModelPrice, ...]:
+    """The model's `price` (one entry) or `prices` (its history), oldest first."""
+    if raw.get("price") is not None and raw.get("prices") is not None:
+        raise ConfigError(f"{where}: give either 'price' or 'prices' (a price history), not both")
+    if raw.get("price") is not None:
+        return (_price(raw["price"], f"{where}.price"),)
+    if raw.get("prices") is None:
+        return ()
+    if not isinstance(raw["prices"], list) or not raw["prices"]:
+        raise ConfigError(f"{where}.prices: expected a non-empty list of prices")
+    history = [_price(p, f"{where}.prices[{i}]") for i, p in enumerate(raw["prices"])]
+    bases = [i for i, p in enumerate(history) if p.effective_from is None]
+    if len(bases) > 1:
+        raise ConfigError(f"{where}.prices: only one price may lack 'since' (the base price); "
+                          f"entries {bases[0]} and {bases[1]} both do")
+    seen: dict[datetime, int] = {}
+    for i, price in enumerate(history):
+        since = price.effective_from
+        if since is not None and (first := seen.setdefault(since, i)) != i:
+            raise ConfigError(f"{where}.prices: entries {first} and {i} both take effect "
+                              f"at {since.isoformat()}")
+    dated = sorted((p for p in history if p.effective_from is not None),
+                   key=lambda p: p.effective_from or _EPOCH)
+    return (*(history[i] for i in bases), *dated)
+
+
+def _since(value: Any, where: str) -> datetime:
+    """A `since` instant: a timestamp with a time zone, or a date (midnight UTC)."""
+    if isinstance(value, str):
+        parse = date.fromisoformat if len(value) == len("2026-12-01") else datetime.fromisoformat
+        try:
+            value = parse(value)
+        except ValueError:
+            pass
+    if isinstance(value, datetime):
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise ConfigError(f"{where}: {value.isoformat()} has no time zone "
+                              "(write it as 2026-12-01T00:00:00Z)")
+        return value.astimezone(UTC)
+    if isinstance(value, date):
+        return datetime(value.year, value.month, value.day, tzinfo=UTC)
+    raise ConfigError(f"{where}: expected a timestamp such as 2026-12-01T00:00:00Z, "
+                      f"got {value!r}")
+
+
 def _price(raw: Any, where: str) -> ModelPrice:
     if not isinstance(raw, dict):
         raise ConfigError(f"{where}: expected a mapping")
@@ -193,6 +264,10 @@ def _price(raw: Any, where: str) -> ModelPrice:
         completion=tokens.get("completion"),
         cached_prompt=tokens.get("cached_prompt"),
         units=MappingProxyType(dict(sorted(units.items()))),
+        cache_write_prompt=tokens.get("cache_write"),
+        reasoning=tokens.get("reasoning"),
+        request=_nanos(raw.get("request", 0), f"{where}.request"),
+        effective_from=None if "since" not in raw else _since(raw["since"], f"{where}.since"),
     )
 
 

@@ -57,6 +57,7 @@ def usage(value: Usage) -> usage_pb2.Usage:
         reasoning_tokens=value.reasoning_tokens,
         units=[usage_pb2.UnitUsage(unit=unit, quantity=quantity)
                for unit, quantity in sorted(value.units.items())],
+        cache_write_prompt_tokens=value.cache_write_prompt_tokens,
     )
 
 

@@ -265,6 +265,7 @@ async def test_usage_with_cache_and_reasoning_tokens(
     assert (answer.usage.prompt_tokens, answer.usage.cached_prompt_tokens,
             answer.usage.completion_tokens, answer.usage.total_tokens) == (132, 100, 30, 162)
     assert answer.usage.reasoning_tokens == 12
+    assert answer.usage.cache_write_prompt_tokens == 20
     assert fake.requests[0].body["thinking"] == {"type": "enabled", "budget_tokens": 1024}
 
 

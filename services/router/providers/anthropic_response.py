@@ -3,9 +3,10 @@
 Text blocks join into `content`; `tool_use` blocks become `tool_calls` (ids kept, input
 as a JSON string); thinking becomes `reasoning_content`, and the thinking blocks with
 their signatures ride along as `message.thinking_blocks` so a client can send them back
-(see `anthropic_messages`). Usage: prompt = input + cache read + cache creation tokens,
-cached = cache read, completion = output tokens, reasoning = the thinking tokens when
-Anthropic reports them.
+(see `anthropic_messages`). Usage: prompt = input + cache read + cache creation tokens
+(Anthropic's input_tokens counts only the tokens after the last cache breakpoint), cached
+= cache read, cache write = cache creation, completion = output tokens, reasoning = the
+thinking tokens when Anthropic reports them. The client sees the OpenAI usage shape.
 """
 
 from __future__ import annotations
@@ -37,14 +38,14 @@ def finish_reason(stop_reason: Any) -> str:
 def usage_of(raw: Any) -> Usage:
     """Our Usage of an Anthropic `usage` object."""
     cache_read = count_of(field_of(raw, "cache_read_input_tokens"))
-    prompt = (count_of(field_of(raw, "input_tokens")) + cache_read
-              + count_of(field_of(raw, "cache_creation_input_tokens")))
+    cache_write = count_of(field_of(raw, "cache_creation_input_tokens"))
     return Usage(
-        prompt_tokens=prompt,
+        prompt_tokens=count_of(field_of(raw, "input_tokens")) + cache_read + cache_write,
         completion_tokens=count_of(field_of(raw, "output_tokens")),
         cached_prompt_tokens=cache_read,
         reasoning_tokens=count_of(field_of(field_of(raw, "output_tokens_details"),
                                            "thinking_tokens")),
+        cache_write_prompt_tokens=cache_write,
     )
 
 

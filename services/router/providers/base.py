@@ -50,6 +50,9 @@ class Usage:
     reasoning_tokens: int = 0
     # A factory, as dataclasses refuse a mapping default; every Usage shares the one.
     units: Mapping[str, int] = field(default_factory=lambda: NO_UNITS)
+    # Prompt tokens written to the provider's prompt cache (Anthropic's cache creation):
+    # a subset of prompt_tokens, disjoint from cached_prompt_tokens.
+    cache_write_prompt_tokens: int = 0
 
     @property
     def total_tokens(self) -> int:

@@ -81,7 +81,9 @@ def test_usage_counts_cache_reads_and_writes_as_prompt() -> None:
     completion = completion_of(_message([{"type": "text", "text": "x"}],
                                         cache_read_input_tokens=100,
                                         cache_creation_input_tokens=20), 1)
-    assert completion.usage == Usage(130, 5, cached_prompt_tokens=100)
+    # input_tokens (10) counts only what follows the last cache breakpoint.
+    assert completion.usage == Usage(130, 5, cached_prompt_tokens=100,
+                                     cache_write_prompt_tokens=20)
     usage = ChatCompletion.model_validate_json(completion.body).usage
     assert usage is not None and usage.prompt_tokens_details is not None
     assert (usage.prompt_tokens, usage.completion_tokens, usage.total_tokens,

@@ -41,7 +41,8 @@ def test_text_stream_role_first_then_content_finish_and_usage() -> None:
 def test_usage_chunk_is_counted_but_not_forwarded_unless_asked() -> None:
     last = _pieces(Reply(cache_read=50, cache_creation=8), forward_usage=False)[-1]
     assert last.chunk is None and last.is_last
-    assert last.usage == Usage(70, 7, cached_prompt_tokens=50)
+    # The cache counts come in message_start, the output count in message_delta.
+    assert last.usage == Usage(70, 7, cached_prompt_tokens=50, cache_write_prompt_tokens=8)
 
 
 def test_parallel_tool_calls_get_openai_indexes_in_order_and_argument_deltas() -> None:
