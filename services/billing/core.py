@@ -1,4 +1,4 @@
-"""The ledger rules: reserve the maximum cost, settle the real cost once, release.
+"""The ledger rules: reserve the maximum cost, settle the real cost once, release, expire.
 
 The store makes each step atomic; this module decides amounts and what an outcome means.
 """
@@ -8,14 +8,19 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from enum import Enum
 
 from services.billing.domain import (
+    INT64_MIN,
+    NO_OUTCOME,
     Hold,
     HoldStatus,
+    Movement,
     NewHold,
-    TopUp,
+    ReleaseReport,
+    RequestOutcome,
+    TransferKind,
     Usage,
     UsageReport,
     UsageSource,
@@ -38,6 +43,8 @@ from services.common.gateway_config import ModelPrice
 logger = logging.getLogger(__name__)
 
 Clock = Callable[[], datetime]
+DEFAULT_HOLD_TTL_S = 900
+DEFAULT_EXPIRY_BATCH = 1000
 
 
 def utc_now() -> datetime:
@@ -51,6 +58,7 @@ class ReserveDecision(Enum):
     RESERVED = "reserved"
     INSUFFICIENT_BALANCE = "insufficient_balance"
     MODEL_NOT_PRICED = "model_not_priced"
+    KEY_BUDGET_EXCEEDED = "key_budget_exceeded"
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +74,8 @@ class ReserveRequest:
     max_completion_tokens: int
     # The most of each non-token unit the request may consume (see domain.unit_quantities).
     max_units: Mapping[str, int] = field(default_factory=no_units)
+    # Seconds before the expiry sweep may void the hold; 0 for the service's default.
+    hold_ttl_seconds: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,16 +97,19 @@ class SettleRequest:
     usage: Usage
     usage_source: UsageSource
     channel: str
+    outcome: RequestOutcome = NO_OUTCOME
 
 
 @dataclass(frozen=True, slots=True)
 class SettleResult:
-    """The charge, the wallet, whether this call settled it and whether it beat the hold."""
+    """The charge, the wallet, whether this call settled it, whether it beat the hold, late."""
 
     charged_nanos: int
     wallet: Wallet
     newly_settled: bool
     exceeded_hold: bool = False
+    # The hold had expired before the settlement (charged anyway; replays say so too).
+    late: bool = False
 
 
 def _require(value: str, name: str) -> None:
@@ -105,17 +118,27 @@ def _require(value: str, name: str) -> None:
 
 
 class Ledger:
-    """Reserve, settle, release and top up, on top of an atomic store."""
+    """Reserve, settle, release, expire and top up, on top of an atomic store."""
 
-    def __init__(self, store: BillingStore, prices: PriceBook, clock: Clock = utc_now) -> None:
+    def __init__(
+        self,
+        store: BillingStore,
+        prices: PriceBook,
+        clock: Clock = utc_now,
+        *,
+        hold_ttl_s: int = DEFAULT_HOLD_TTL_S,
+    ) -> None:
+        if hold_ttl_s <= 0:
+            raise ValueError("the default hold TTL must be positive")
         self._store = store
         self._prices = prices
         self._clock = clock
+        self._hold_ttl_s = hold_ttl_s
 
-    def price(self, model: str) -> ModelPrice:
-        """The model's price; ModelNotPriced when it has none."""
+    def price(self, model: str, at: datetime | None = None) -> ModelPrice:
+        """The model's price in effect at `at` (now by default); ModelNotPriced if none."""
         _require(model, "model")
-        price = self._prices.price(model)
+        price = self._prices.price(model, self._clock() if at is None else at)
         if price is None:
             raise ModelNotPriced(model)
         return price
@@ -125,49 +148,50 @@ class Ledger:
 
         MODEL_NOT_PRICED when the model has no price or its price does not cover the
         request: tokens on a model priced by units only, or a unit it does not price.
+        KEY_BUDGET_EXCEEDED when the key's daily or monthly cap would be passed.
         """
         _require(req.request_id, "request_id")
         _require(req.account_id, "account_id")
         _require(req.model, "model")
+        if req.hold_ttl_seconds < 0:
+            raise InvalidBillingRequest("hold_ttl_seconds must not be negative")
+        now = self._clock()
         maximum = Usage(req.prompt_tokens, req.max_completion_tokens, units=req.max_units)
-        price = self._prices.price(req.model)
+        price = self._prices.price(req.model, now)
         if price is None or not covers(price, maximum):
             wallet = await self._store.get_wallet(req.account_id)
             return ReserveResult(ReserveDecision.MODEL_NOT_PRICED, 0, wallet)
         tariff = self._prices.tariff_of(price, req.group)
-        amount = charge_nanos(tariff, maximum)
-        outcome = await self._store.place_hold(
-            NewHold(
-                req.request_id,
-                req.account_id,
-                req.key_id,
-                req.group,
-                req.model,
-                tariff,
-                amount,
-                self._clock(),
-            )
+        ttl = timedelta(seconds=req.hold_ttl_seconds or self._hold_ttl_s)
+        new = NewHold(
+            req.request_id,
+            req.account_id,
+            req.key_id,
+            req.group,
+            req.model,
+            tariff,
+            charge_nanos(tariff, maximum),
+            now,
+            now + ttl,
         )
+        outcome = await self._store.place_hold(new)
         hold = outcome.hold
         if hold is None:
-            return ReserveResult(ReserveDecision.INSUFFICIENT_BALANCE, 0, outcome.wallet)
+            refusal = ReserveDecision.INSUFFICIENT_BALANCE
+            if outcome.budget_exceeded:
+                refusal = ReserveDecision.KEY_BUDGET_EXCEEDED
+            return ReserveResult(refusal, 0, outcome.wallet)
         if not outcome.created:
-            # A replay: the same request must be the same request, and still open.
-            if (hold.account_id, hold.model) != (req.account_id, req.model):
-                raise IdempotencyConflict(
-                    f"request {req.request_id!r} was reserved for another account or model"
-                )
-            if hold.status is not HoldStatus.OPEN:
-                raise HoldNotOpen(req.request_id, hold.status.value)
+            _check_replay(req, hold)
         return ReserveResult(
             ReserveDecision.RESERVED, hold.amount_nanos, outcome.wallet, hold.tariff
         )
 
     async def settle(self, req: SettleRequest) -> SettleResult:
-        """Charge the real cost of an open hold exactly once; replays return the first result.
+        """Charge the real cost of a hold exactly once; replays return the first result.
 
-        UnpricedUsage (nothing changed) when the usage holds a unit the hold's tariff does
-        not price.
+        An expired hold is still charged (late). UnpricedUsage (nothing changed) when the
+        usage holds a unit the hold's tariff does not price.
         """
         _require(req.request_id, "request_id")
         usage = req.usage
@@ -178,20 +202,22 @@ class Ledger:
             # inside the store's transaction, an error rolls the whole settle back.
             return charge_nanos(tariff, usage)
 
-        report = UsageReport(req.request_id, usage, req.usage_source, req.channel, self._clock())
+        report = UsageReport(
+            req.request_id, usage, req.usage_source, req.channel, self._clock(), req.outcome
+        )
         outcome = await self._store.settle_hold(report, price)
         if outcome is None:
             raise HoldNotFound(req.request_id)
         hold = outcome.hold
         if outcome.settled_now:
-            return self._settled(hold, outcome.wallet)
-        # A replay, or another settle or a release won: report what it did.
+            return self._settled(hold, outcome.wallet, outcome.late)
+        # A replay, or a release won: report what happened.
         if hold.status is not HoldStatus.SETTLED:
             raise HoldNotOpen(req.request_id, hold.status.value)
-        return SettleResult(hold.charged_nanos, outcome.wallet, False)
+        return SettleResult(hold.charged_nanos, outcome.wallet, False, late=outcome.late)
 
     @staticmethod
-    def _settled(hold: Hold, wallet: Wallet) -> SettleResult:
+    def _settled(hold: Hold, wallet: Wallet, late: bool) -> SettleResult:
         # The hold is an upper bound only if the caller kept to max_completion_tokens and
         # its prompt estimate; when the real cost is higher we still charge all of it, so
         # the balance may go below zero by the estimate error.
@@ -203,12 +229,27 @@ class Ledger:
                 hold.amount_nanos,
                 hold.request_id,
             )
-        return SettleResult(hold.charged_nanos, wallet, True, exceeded)
+        if late:
+            logger.warning("request %s settled after its hold expired", hold.request_id)
+        return SettleResult(hold.charged_nanos, wallet, True, exceeded, late)
 
-    async def release(self, request_id: str) -> bool:
-        """Drop an open hold without charge; False when there was no open hold."""
+    async def release(
+        self, request_id: str, outcome: RequestOutcome | None = None, channel: str = ""
+    ) -> bool:
+        """Drop an open hold without charge; False when there was no open hold.
+
+        With an `outcome`, the usage log records the request at no cost (unless it has a
+        record already).
+        """
         _require(request_id, "request_id")
-        return await self._store.release_hold(request_id, self._clock())
+        report = ReleaseReport(request_id, self._clock(), outcome, channel)
+        return await self._store.release_hold(report)
+
+    async def expire_holds(self, limit: int = 0) -> int:
+        """Void open holds past their deadline (at most `limit`, 0: the default batch)."""
+        if limit < 0:
+            raise InvalidBillingRequest("limit must not be negative")
+        return await self._store.expire_holds(self._clock(), limit or DEFAULT_EXPIRY_BATCH)
 
     async def add_credit(
         self, account_id: str, amount_nanos: int, reference: str, note: str
@@ -217,19 +258,35 @@ class Ledger:
         _require(account_id, "account_id")
         if amount_nanos <= 0:
             raise InvalidBillingRequest("amount_nanos must be positive")
-        if amount_nanos > INT64_MAX:
-            raise AmountOutOfRange("amount_nanos does not fit in int64")
-        outcome = await self._store.add_credit(
-            TopUp(account_id, amount_nanos, reference, note, self._clock())
+        return await self.move(
+            Movement(account_id, amount_nanos, TransferKind.TOPUP, reference, note, self._clock())
         )
+
+    async def move(self, movement: Movement) -> Wallet:
+        """Post a top-up or an adjustment; a replayed reference must carry the same movement."""
+        if not INT64_MIN <= movement.amount_nanos <= INT64_MAX:
+            raise AmountOutOfRange("amount_nanos does not fit in int64")
+        outcome = await self._store.post_movement(movement)
         if not outcome.created and (outcome.account_id, outcome.amount_nanos) != (
-            account_id,
-            amount_nanos,
+            movement.account_id,
+            movement.amount_nanos,
         ):
-            raise IdempotencyConflict(f"reference {reference!r} was used for a different top-up")
+            raise IdempotencyConflict(
+                f"reference {movement.reference!r} was used for a different {movement.kind}"
+            )
         return outcome.wallet
 
     async def balance(self, account_id: str) -> Wallet:
         """The account's wallet (zero when it has none)."""
         _require(account_id, "account_id")
         return await self._store.get_wallet(account_id)
+
+
+def _check_replay(req: ReserveRequest, hold: Hold) -> None:
+    # A replay: the same request must be the same request, and still open.
+    if (hold.account_id, hold.model) != (req.account_id, req.model):
+        raise IdempotencyConflict(
+            f"request {req.request_id!r} was reserved for another account or model"
+        )
+    if hold.status is not HoldStatus.OPEN:
+        raise HoldNotOpen(req.request_id, hold.status.value)

@@ -17,6 +17,20 @@ from services.billing.errors import InvalidBillingRequest
 from services.common.charges import Metered, Tariff
 
 NO_UNITS: Mapping[str, int] = MappingProxyType({})
+# The lowest int64: a balance may go below zero (charges over a hold, adjustments).
+INT64_MIN = -(2**63)
+
+# The system accounts of the double-entry ledger; a wallet's account is wallet_account().
+FUNDING = "system:funding"
+REVENUE = "system:revenue"
+ADJUSTMENTS = "system:adjustments"
+REDEMPTIONS = "system:redemptions"
+WALLET_PREFIX = "wallet:"
+
+
+def wallet_account(account_id: str) -> str:
+    """The ledger account of a wallet."""
+    return WALLET_PREFIX + account_id
 
 
 def no_units() -> Mapping[str, int]:
@@ -25,25 +39,57 @@ def no_units() -> Mapping[str, int]:
 
 
 class HoldStatus(StrEnum):
-    """Where a hold is in its life: open, then settled or released, never both."""
+    """Where a hold is in its life: open, then settled, released or expired, once.
+
+    An expired hold may still be settled (a late settlement); nothing else leaves it.
+    """
 
     OPEN = "open"
     SETTLED = "settled"
     RELEASED = "released"
+    EXPIRED = "expired"
 
 
 class UsageSource(StrEnum):
-    """Who counted the usage of a settled request."""
+    """Who counted the usage of a recorded request."""
 
     UPSTREAM = "upstream"
     ESTIMATED = "estimated"
+    # A request released without usage (it failed before any was counted).
+    NONE = "none"
 
 
-class LedgerKind(StrEnum):
-    """What a ledger entry records."""
+class TransferKind(StrEnum):
+    """What a transfer records."""
 
     TOPUP = "topup"
     CHARGE = "charge"
+    ADJUSTMENT = "adjustment"
+    REDEMPTION = "redemption"
+
+
+class RequestStatus(StrEnum):
+    """How a request ended, as the usage log stores it ("" when not reported)."""
+
+    UNSPECIFIED = ""
+    OK = "ok"
+    ERROR = "error"
+    CLIENT_CLOSED = "client_closed"
+    UPSTREAM_CUT = "upstream_cut"
+
+
+@dataclass(frozen=True, slots=True)
+class RequestOutcome:
+    """How a request ran, for the usage log."""
+
+    status: RequestStatus = RequestStatus.UNSPECIFIED
+    error_code: str = ""
+    stream: bool = False
+    latency_ms: int = 0
+    first_token_ms: int = 0
+
+
+NO_OUTCOME = RequestOutcome()
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,11 +99,12 @@ class Wallet:
     account_id: str
     balance_nanos: int = 0
     held_nanos: int = 0
+    credit_limit_nanos: int = 0
 
     @property
     def available_nanos(self) -> int:
-        """What new requests may still reserve."""
-        return self.balance_nanos - self.held_nanos
+        """What new requests may still reserve: balance + credit limit - held."""
+        return self.balance_nanos + self.credit_limit_nanos - self.held_nanos
 
 
 def unit_quantities(pairs: Iterable[tuple[str, int]]) -> Mapping[str, int]:
@@ -84,6 +131,8 @@ class Usage:
     reasoning_tokens: int = 0
     # Usually built by unit_quantities (sorted, repeated units refused).
     units: Mapping[str, int] = field(default_factory=no_units)
+    # Prompt tokens written to the provider's cache (disjoint from cached ones).
+    cache_write_prompt_tokens: int = 0
 
     def __post_init__(self) -> None:
         counts = (
@@ -91,11 +140,14 @@ class Usage:
             self.completion_tokens,
             self.cached_prompt_tokens,
             self.reasoning_tokens,
+            self.cache_write_prompt_tokens,
         )
         if any(n < 0 for n in counts):
             raise InvalidBillingRequest("token counts must not be negative")
-        if self.cached_prompt_tokens > self.prompt_tokens:
-            raise InvalidBillingRequest("cached_prompt_tokens exceeds prompt_tokens")
+        if self.cached_prompt_tokens + self.cache_write_prompt_tokens > self.prompt_tokens:
+            raise InvalidBillingRequest(
+                "cached_prompt_tokens + cache_write_prompt_tokens exceeds prompt_tokens"
+            )
         if self.reasoning_tokens > self.completion_tokens:
             raise InvalidBillingRequest("reasoning_tokens exceeds completion_tokens")
         if any(not unit or quantity < 0 for unit, quantity in self.units.items()):
@@ -105,13 +157,18 @@ class Usage:
     def metered(self) -> Metered:
         """The usage as the charge formula reads it."""
         return Metered(
-            self.prompt_tokens, self.completion_tokens, self.cached_prompt_tokens, self.units
+            self.prompt_tokens,
+            self.completion_tokens,
+            self.cached_prompt_tokens,
+            self.units,
+            self.cache_write_prompt_tokens,
+            self.reasoning_tokens,
         )
 
 
 @dataclass(frozen=True, slots=True)
 class NewHold:
-    """A hold to place: the request, who pays, the tariff snapshot and the amount."""
+    """A hold to place: the request, who pays, the tariff snapshot, the amount, its TTL."""
 
     request_id: str
     account_id: str
@@ -121,6 +178,7 @@ class NewHold:
     tariff: Tariff
     amount_nanos: int
     at: datetime
+    expires_at: datetime
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,15 +194,18 @@ class Hold:
     amount_nanos: int
     status: HoldStatus
     charged_nanos: int = 0
+    # Whether its amount counts in the key budget's held amount.
+    on_key_budget: bool = False
 
 
 @dataclass(frozen=True, slots=True)
 class PlaceOutcome:
-    """What placing a hold did: `hold` is None when the available balance was short."""
+    """What placing a hold did: `hold` is None when refused (balance, or key budget)."""
 
     hold: Hold | None
     wallet: Wallet
     created: bool
+    budget_exceeded: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,31 +217,46 @@ class UsageReport:
     usage_source: UsageSource
     channel: str
     at: datetime
+    outcome: RequestOutcome = NO_OUTCOME
 
 
 @dataclass(frozen=True, slots=True)
 class SettleOutcome:
-    """The hold after a settle attempt, its wallet, and whether this attempt settled it."""
+    """The hold after a settle attempt, its wallet, whether this attempt settled it, late."""
 
     hold: Hold
     wallet: Wallet
     settled_now: bool
+    # The hold had expired before it was settled (charged anyway).
+    late: bool = False
 
 
 @dataclass(frozen=True, slots=True)
-class TopUp:
-    """Funds to add; `reference` (may be empty) is the idempotency key."""
+class ReleaseReport:
+    """A hold to drop; `outcome` (None: the request never ran) goes to the usage log."""
+
+    request_id: str
+    at: datetime
+    outcome: RequestOutcome | None = None
+    channel: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Movement:
+    """A top-up or an adjustment: a signed amount for a wallet, idempotent by reference."""
 
     account_id: str
     amount_nanos: int
+    kind: TransferKind
+    # The caller's idempotency key ("" for none); stored as "<kind>:<reference>".
     reference: str
     note: str
     at: datetime
 
 
 @dataclass(frozen=True, slots=True)
-class TopUpOutcome:
-    """The top-up recorded under the reference (new or earlier) and that account's wallet."""
+class MovementOutcome:
+    """The movement recorded under the reference (new or earlier) and that wallet."""
 
     account_id: str
     amount_nanos: int

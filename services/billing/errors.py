@@ -8,10 +8,13 @@
     │                           with a decision instead)
     ├── HoldNotFound            no hold for this request id
     ├── HoldNotOpen             the hold was released (or settled) and cannot be used so
-    ├── IdempotencyConflict     a request id or top-up reference reused with another payload
+    ├── IdempotencyConflict     a request id or reference reused with another payload
+    │   └── BatchAlreadyExists  a redemption batch reference was used before
+    ├── CodeNotFound            no redemption code with this text
+    ├── CodeNotRedeemable       the code was redeemed by another account, or has expired
     └── StoreUnavailable        the database cannot be reached or is busy
 
-Messages are safe to show to the caller: they name ids, never internals.
+Messages are safe to show to the caller: they name ids, never internals (never a code).
 """
 
 from __future__ import annotations
@@ -64,6 +67,25 @@ class HoldNotOpen(BillingError):
 
 class IdempotencyConflict(BillingError):
     """An idempotency key was reused with a different payload."""
+
+
+class BatchAlreadyExists(IdempotencyConflict):
+    """A redemption batch with this reference was created before (its codes are not shown)."""
+
+    def __init__(self, reference: str) -> None:
+        super().__init__(f"a redemption batch with reference {reference!r} already exists")
+        self.reference = reference
+
+
+class CodeNotFound(BillingError):
+    """No redemption code has this text."""
+
+    def __init__(self) -> None:
+        super().__init__("unknown redemption code")
+
+
+class CodeNotRedeemable(BillingError):
+    """The redemption code was redeemed already (by another account) or has expired."""
 
 
 class StoreUnavailable(BillingError):

@@ -30,3 +30,13 @@ BATCH_ITEMS = Histogram(
     ["operation"],
     buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512),
 )
+HOLDS_EXPIRED = Counter(
+    "apirelay_billing_holds_expired_total", "Open holds voided by the expiry sweep."
+)
+LATE_SETTLEMENTS = Counter(
+    "apirelay_billing_late_settlements_total",
+    "Settlements of holds that had expired (charged anyway).",
+)
+EXPIRY_SWEEP_FAILURES = Counter(
+    "apirelay_billing_expiry_sweep_failures_total", "Expiry sweeps that failed (retried later)."
+)

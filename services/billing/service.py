@@ -8,10 +8,16 @@ import grpc
 
 from apirelay.billing.v1 import billing_pb2, billing_pb2_grpc
 from apirelay.common.v1 import batch_pb2, usage_pb2
+from services.billing.admin import LedgerAdmin
+from services.billing.admin_service import AdminMethods
+from services.billing.admin_wire import optional_time
 from services.billing.core import Ledger, ReserveDecision, SettleRequest
-from services.billing.domain import Usage, UsageSource
+from services.billing.domain import NO_OUTCOME, Usage, UsageSource
 from services.billing.errors import (
     AmountOutOfRange,
+    BatchAlreadyExists,
+    CodeNotFound,
+    CodeNotRedeemable,
     HoldNotFound,
     HoldNotOpen,
     IdempotencyConflict,
@@ -23,14 +29,17 @@ from services.billing.metrics import (
     BATCH_ITEMS,
     CHARGES,
     CHARGES_OVER_HOLD,
+    LATE_SETTLEMENTS,
     RESERVES,
     SETTLE_DUPLICATES,
     SETTLED_NANOS,
 )
+from services.billing.price_wire import price_to_proto, tariff_to_proto
+from services.billing.usage_service import UsageQueries
 from services.billing.wire import (
-    price_to_proto,
+    outcome_from_proto,
+    release_outcome,
     reserve_from_proto,
-    tariff_to_proto,
     usage_from_proto,
     wallet_to_proto,
 )
@@ -47,6 +56,9 @@ ERRORS: ErrorTable = {
     HoldNotFound: grpc.StatusCode.NOT_FOUND,
     HoldNotOpen: grpc.StatusCode.FAILED_PRECONDITION,
     IdempotencyConflict: grpc.StatusCode.ALREADY_EXISTS,
+    BatchAlreadyExists: grpc.StatusCode.ALREADY_EXISTS,
+    CodeNotFound: grpc.StatusCode.NOT_FOUND,
+    CodeNotRedeemable: grpc.StatusCode.FAILED_PRECONDITION,
     StoreUnavailable: grpc.StatusCode.UNAVAILABLE,
 }
 
@@ -54,6 +66,7 @@ _DECISIONS = {
     ReserveDecision.RESERVED: billing_pb2.RESERVE_DECISION_RESERVED,
     ReserveDecision.INSUFFICIENT_BALANCE: billing_pb2.RESERVE_DECISION_INSUFFICIENT_BALANCE,
     ReserveDecision.MODEL_NOT_PRICED: billing_pb2.RESERVE_DECISION_MODEL_NOT_PRICED,
+    ReserveDecision.KEY_BUDGET_EXCEEDED: billing_pb2.RESERVE_DECISION_KEY_BUDGET_EXCEEDED,
 }
 _SOURCES = {
     usage_pb2.USAGE_SOURCE_UPSTREAM: UsageSource.UPSTREAM,
@@ -69,11 +82,13 @@ def charge_kinds(usage: Usage) -> set[str]:
     return kinds
 
 
-class BillingServicer(billing_pb2_grpc.BillingServiceServicer):
-    """Adapts BillingService RPCs to the Ledger."""
+class BillingServicer(AdminMethods, billing_pb2_grpc.BillingServiceServicer):
+    """Adapts BillingService RPCs to the Ledger (admin RPCs: see AdminMethods)."""
 
-    def __init__(self, ledger: Ledger) -> None:
+    def __init__(self, ledger: Ledger, admin: LedgerAdmin, usage: UsageQueries) -> None:
         self._ledger = ledger
+        self._admin = admin
+        self._usage = usage
 
     async def ReserveCredit(
         self, request: billing_pb2.ReserveCreditRequest, context: Context
@@ -118,8 +133,9 @@ class BillingServicer(billing_pb2_grpc.BillingServiceServicer):
     async def ReleaseCredit(
         self, request: billing_pb2.ReleaseCreditRequest, context: Context
     ) -> billing_pb2.ReleaseCreditResponse:
-        """Drop an open hold without charge."""
-        released = await self._ledger.release(request.request_id)
+        """Drop an open hold without charge; record the outcome when one is given."""
+        outcome = release_outcome(request)
+        released = await self._ledger.release(request.request_id, outcome, request.channel)
         return billing_pb2.ReleaseCreditResponse(released=released)
 
     async def AddCredit(
@@ -141,8 +157,8 @@ class BillingServicer(billing_pb2_grpc.BillingServiceServicer):
     async def GetPrice(
         self, request: billing_pb2.GetPriceRequest, context: Context
     ) -> billing_pb2.GetPriceResponse:
-        """A model's price, unit prices sorted by unit; NOT_FOUND when it has none."""
-        price = self._ledger.price(request.model)
+        """A model's price at `at` (now by default); NOT_FOUND when it has none then."""
+        price = self._ledger.price(request.model, optional_time(request.HasField("at"), request.at))
         return billing_pb2.GetPriceResponse(price=price_to_proto(request.model, price))
 
     async def _reserve(
@@ -166,13 +182,16 @@ class BillingServicer(billing_pb2_grpc.BillingServiceServicer):
         if source is None:
             raise InvalidBillingRequest("usage_source must be UPSTREAM or ESTIMATED")
         usage = usage_from_proto(request.usage)
+        outcome = outcome_from_proto(request.outcome) if request.HasField("outcome") else NO_OUTCOME
         result = await self._ledger.settle(
-            SettleRequest(request.request_id, usage, source, request.channel)
+            SettleRequest(request.request_id, usage, source, request.channel, outcome)
         )
         if result.newly_settled:
             SETTLED_NANOS.inc(result.charged_nanos)
             for kind in charge_kinds(usage):
                 CHARGES.labels(kind).inc()
+            if result.late:
+                LATE_SETTLEMENTS.inc()
         else:
             SETTLE_DUPLICATES.inc()
         if result.exceeded_hold:
@@ -181,7 +200,20 @@ class BillingServicer(billing_pb2_grpc.BillingServiceServicer):
             charged_nanos=result.charged_nanos,
             wallet=wallet_to_proto(result.wallet),
             newly_settled=result.newly_settled,
+            late=result.late,
         )
+
+    async def ListUsage(
+        self, request: billing_pb2.ListUsageRequest, context: Context
+    ) -> billing_pb2.ListUsageResponse:
+        """A page of the usage log (admin only)."""
+        return await self._usage.list_usage(request)
+
+    async def GetDailyUsage(
+        self, request: billing_pb2.GetDailyUsageRequest, context: Context
+    ) -> billing_pb2.GetDailyUsageResponse:
+        """Usage summed per day, account and model (admin only)."""
+        return await self._usage.daily_usage(request)
 
 
 def _reserve_result(

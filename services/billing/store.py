@@ -1,10 +1,11 @@
 """Billing persistence: the `BillingStore` protocol and its SQL implementation.
 
-Each method is one transaction, atomic on its own, and one await: its body is a sync
-function over a Core `Connection`, run whole by a `TransactionRunner` (synchronously on
-the loop for SQLite, `run_sync` on PostgreSQL). The rules (what to hold, what to charge, what
-a replay means) live in `core.py`. The one check done here is the no-overdraft guard of
-`place_hold`, because only inside the wallet's row lock can it be exact.
+Each method is one transaction, atomic on its own, and one await: its body (see
+`ledger_tx.py`) is a sync function over a Core `Connection`, run whole by a
+`TransactionRunner` (synchronously on the loop for SQLite, `run_sync` on PostgreSQL).
+The rules (what to hold, what to charge, what a replay means) live in `core.py`. The
+checks done here are the ones only exact inside a row lock: the no-overdraft guard and
+the key budget of `place_hold`.
 """
 
 from __future__ import annotations
@@ -12,35 +13,32 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Callable, Coroutine
-from dataclasses import replace
 from datetime import datetime
 from typing import Any, ParamSpec, Protocol, TypeVar
 
-from sqlalchemy import Connection
 from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
-from services.billing import queries as q
+from services.billing import ledger_queries as lq
+from services.billing import ledger_tx as tx
 from services.billing.domain import (
-    Hold,
-    HoldStatus,
+    Movement,
+    MovementOutcome,
     NewHold,
     PlaceOutcome,
+    ReleaseReport,
     SettleOutcome,
-    TopUp,
-    TopUpOutcome,
     UsageReport,
     Wallet,
 )
-from services.billing.errors import AmountOutOfRange, StoreUnavailable
-from services.billing.runner import Rollback, TransactionRunner
-from services.common.charges import INT64_MAX, Tariff
+from services.billing.errors import StoreUnavailable
+from services.billing.runner import TransactionRunner
 
 logger = logging.getLogger(__name__)
 
 P = ParamSpec("P")
 T = TypeVar("T")
-PriceOf = Callable[[Tariff], int]
+PriceOf = tx.PriceOf
 
 
 class BillingStore(Protocol):
@@ -50,19 +48,22 @@ class BillingStore(Protocol):
         """The wallet, or the zero wallet when the account has none."""
 
     async def place_hold(self, hold: NewHold) -> PlaceOutcome:
-        """Insert the hold if available covers it, or return the existing one (created=False)."""
+        """Insert the hold if budget and available cover it, or return the existing one."""
 
     async def settle_hold(self, report: UsageReport, price: PriceOf) -> SettleOutcome | None:
-        """Settle an open hold at `price(its tariff)`, else report it as is; None if unknown."""
+        """Settle an open or expired hold at `price(its tariff)`; None if unknown."""
 
-    async def release_hold(self, request_id: str, at: datetime) -> bool:
+    async def release_hold(self, report: ReleaseReport) -> bool:
         """Move an open hold to released; False when the hold was not open."""
 
-    async def add_credit(self, top_up: TopUp) -> TopUpOutcome:
-        """Credit the wallet (created if needed), or report the top-up already recorded."""
+    async def expire_holds(self, now: datetime, limit: int) -> int:
+        """Void up to `limit` open holds past their deadline; how many this call voided."""
+
+    async def post_movement(self, movement: Movement) -> MovementOutcome:
+        """Move money into or out of a wallet, or report the movement already recorded."""
 
 
-def _unavailable_on_db_errors(
+def unavailable_on_db_errors(
     method: Callable[P, Coroutine[Any, Any, T]],
 ) -> Callable[P, Coroutine[Any, Any, T]]:
     """Turn "cannot reach or lock the database" into StoreUnavailable (UNAVAILABLE)."""
@@ -84,123 +85,49 @@ class SqlBillingStore:
     def __init__(self, runner: TransactionRunner) -> None:
         self._runner = runner
 
-    @_unavailable_on_db_errors
+    @unavailable_on_db_errors
     async def get_wallet(self, account_id: str) -> Wallet:
         """The wallet, or the zero wallet when the account has none."""
-        return await self._runner.read(_wallet, account_id)
+        return await self._runner.read(tx.wallet, account_id)
 
-    @_unavailable_on_db_errors
+    @unavailable_on_db_errors
     async def place_hold(self, hold: NewHold) -> PlaceOutcome:
-        """Insert the hold if available covers it, or return the existing one (created=False)."""
-        return await self._runner.write(_place, hold)
+        """Insert the hold if budget and available cover it, or return the existing one."""
+        return await self._runner.write(tx.place, hold)
 
-    @_unavailable_on_db_errors
+    @unavailable_on_db_errors
     async def settle_hold(self, report: UsageReport, price: PriceOf) -> SettleOutcome | None:
-        """Settle an open hold at `price(its tariff)`, else report it as is; None if unknown."""
-        return await self._runner.write(_settle, report, price)
+        """Settle an open or expired hold at `price(its tariff)`; None if unknown."""
+        return await self._runner.write(tx.settle, report, price)
 
-    @_unavailable_on_db_errors
-    async def release_hold(self, request_id: str, at: datetime) -> bool:
+    @unavailable_on_db_errors
+    async def release_hold(self, report: ReleaseReport) -> bool:
         """Move an open hold to released; False when the hold was not open."""
-        return await self._runner.write(_release, request_id, at)
+        return await self._runner.write(tx.release, report)
 
-    @_unavailable_on_db_errors
-    async def add_credit(self, top_up: TopUp) -> TopUpOutcome:
-        """Credit the wallet (created if needed), or report the top-up already recorded."""
+    @unavailable_on_db_errors
+    async def expire_holds(self, now: datetime, limit: int) -> int:
+        """Void up to `limit` open holds past their deadline; how many this call voided."""
+        candidates = await self._runner.read(lq.expired_hold_ids, now, limit)
+        expired = 0
+        # One short transaction per hold: each takes the same locks, in the same order,
+        # as a settle would, and a hold settled meanwhile simply does not match.
+        for request_id in candidates:
+            if await self._runner.write(tx.expire, request_id, now):
+                expired += 1
+        return expired
+
+    @unavailable_on_db_errors
+    async def post_movement(self, movement: Movement) -> MovementOutcome:
+        """Move money into or out of a wallet, or report the movement already recorded."""
         try:
-            return await self._runner.write(_credit, top_up)
+            return await self._runner.write(tx.post_movement, movement)
         except IntegrityError:
-            # A concurrent top-up with the same reference committed first; the unique
+            # A concurrent movement with the same reference committed first; the unique
             # reference rolled this one back whole, balance update included.
-            if not top_up.reference:
+            if not movement.reference:
                 raise
-            earlier = await self._runner.read(_earlier_top_up, top_up)
+            earlier = await self._runner.read(tx.earlier_movement, movement)
             if earlier is None:
                 raise
             return earlier
-
-
-# The transaction bodies: sync, one per store operation, shared by both databases.
-
-
-def _wallet(conn: Connection, account_id: str) -> Wallet:
-    return q.read_wallet(conn, account_id) or Wallet(account_id)
-
-
-def _place(conn: Connection, hold: NewHold) -> PlaceOutcome:
-    # The hold goes in first: the unique request id arbitrates replays (a concurrent
-    # duplicate waits for this transaction, then finds the row), and the conditional
-    # UPDATE of the wallet arbitrates the money; no read is needed on the happy path.
-    if not q.insert_hold(conn, hold):
-        existing = q.read_hold(conn, hold.request_id)
-        return PlaceOutcome(existing, _wallet(conn, hold.account_id), False)
-    wallet = q.hold_on_wallet(conn, hold.account_id, hold.amount_nanos, hold.at)
-    if wallet is None:
-        current = q.read_wallet(conn, hold.account_id)
-        if current is not None or hold.amount_nanos > 0:
-            # Available does not cover it: undo the hold row, report the wallet.
-            raise Rollback(PlaceOutcome(None, current or Wallet(hold.account_id), False))
-        # A zero hold on an account without a wallet: settle will need the row.
-        q.create_wallet(conn, hold.account_id, hold.at)
-        wallet = Wallet(hold.account_id)
-    stored = Hold(
-        hold.request_id,
-        hold.account_id,
-        hold.key_id,
-        hold.group,
-        hold.model,
-        hold.tariff,
-        hold.amount_nanos,
-        HoldStatus.OPEN,
-    )
-    return PlaceOutcome(stored, wallet, True)
-
-
-def _settle(conn: Connection, report: UsageReport, price: PriceOf) -> SettleOutcome | None:
-    # Locked first (FOR UPDATE; SQLite's writers are serialized anyway), so concurrent
-    # settles and a racing release queue behind this one and then see it closed.
-    hold = q.read_hold(conn, report.request_id, lock=True)
-    if hold is None:
-        return None
-    if hold.status is HoldStatus.OPEN:
-        # Billed with the tariff snapshot taken at reserve time.
-        charge = price(hold.tariff)
-        # The conditional UPDATE stays the exactly-once arbiter: it matches only if open.
-        if q.close_hold(conn, report.request_id, HoldStatus.SETTLED, charge, report.at):
-            wallet = q.move_wallet(conn, hold.account_id, -charge, -hold.amount_nanos, report.at)
-            q.insert_charge_entry(conn, report, hold.account_id, charge, wallet.balance_nanos)
-            q.insert_usage_record(conn, report, hold, charge)
-            settled = replace(hold, status=HoldStatus.SETTLED, charged_nanos=charge)
-            return SettleOutcome(settled, wallet, True)
-        hold = q.read_hold(conn, report.request_id) or hold
-    return SettleOutcome(hold, _wallet(conn, hold.account_id), False)
-
-
-def _release(conn: Connection, request_id: str, at: datetime) -> bool:
-    closed = q.close_hold(conn, request_id, HoldStatus.RELEASED, 0, at)
-    if closed is None:
-        return False
-    account_id, amount = closed
-    q.move_wallet(conn, account_id, 0, -amount, at)
-    return True
-
-
-def _credit(conn: Connection, top_up: TopUp) -> TopUpOutcome:
-    if top_up.reference and (earlier := _earlier_top_up(conn, top_up)) is not None:
-        return earlier
-    q.create_wallet(conn, top_up.account_id, top_up.at)
-    locked = q.read_wallet(conn, top_up.account_id, lock=True) or Wallet(top_up.account_id)
-    # Checked here because SQLite silently turns an overflowing integer into a float.
-    if locked.balance_nanos + top_up.amount_nanos > INT64_MAX:
-        raise AmountOutOfRange("the balance would not fit in int64 nano-USD")
-    wallet = q.move_wallet(conn, top_up.account_id, top_up.amount_nanos, 0, top_up.at)
-    q.insert_top_up_entry(conn, top_up, wallet.balance_nanos)
-    return TopUpOutcome(top_up.account_id, top_up.amount_nanos, wallet, True)
-
-
-def _earlier_top_up(conn: Connection, top_up: TopUp) -> TopUpOutcome | None:
-    recorded = q.read_top_up(conn, top_up.reference)
-    if recorded is None:
-        return None
-    account_id, amount = recorded
-    return TopUpOutcome(account_id, amount, _wallet(conn, top_up.account_id), False)

@@ -7,9 +7,11 @@ from collections.abc import Iterable, Mapping
 from apirelay.billing.v1 import billing_pb2
 from apirelay.common.v1 import usage_pb2
 from services.billing.core import ReserveRequest
-from services.billing.domain import Usage, Wallet, unit_quantities
-from services.common.charges import Tariff
-from services.common.gateway_config import ModelPrice
+from services.billing.domain import RequestOutcome, RequestStatus, Usage, Wallet, unit_quantities
+from services.billing.errors import InvalidBillingRequest
+
+# The width of usage_records.error_code.
+ERROR_CODE_MAX = 64
 
 
 def wallet_to_proto(wallet: Wallet) -> billing_pb2.Wallet:
@@ -19,6 +21,7 @@ def wallet_to_proto(wallet: Wallet) -> billing_pb2.Wallet:
         balance_nanos=wallet.balance_nanos,
         held_nanos=wallet.held_nanos,
         available_nanos=wallet.available_nanos,
+        credit_limit_nanos=wallet.credit_limit_nanos,
     )
 
 
@@ -34,6 +37,7 @@ def usage_from_proto(usage: usage_pb2.Usage) -> Usage:
         completion_tokens=usage.completion_tokens,
         cached_prompt_tokens=usage.cached_prompt_tokens,
         reasoning_tokens=usage.reasoning_tokens,
+        cache_write_prompt_tokens=usage.cache_write_prompt_tokens,
         units=units_from_proto(usage.units),
     )
 
@@ -49,34 +53,37 @@ def reserve_from_proto(request: billing_pb2.ReserveCreditRequest) -> ReserveRequ
         prompt_tokens=request.prompt_tokens,
         max_completion_tokens=request.max_completion_tokens,
         max_units=units_from_proto(request.max_units),
+        hold_ttl_seconds=request.hold_ttl_seconds,
     )
 
 
-def unit_prices_to_proto(prices: Mapping[str, int]) -> list[billing_pb2.UnitPrice]:
-    """Unit prices on the wire, sorted by unit."""
-    return [
-        billing_pb2.UnitPrice(unit=unit, nanos_per_unit=nanos)
-        for unit, nanos in sorted(prices.items())
-    ]
+_STATUSES = {
+    billing_pb2.REQUEST_STATUS_UNSPECIFIED: RequestStatus.UNSPECIFIED,
+    billing_pb2.REQUEST_STATUS_OK: RequestStatus.OK,
+    billing_pb2.REQUEST_STATUS_ERROR: RequestStatus.ERROR,
+    billing_pb2.REQUEST_STATUS_CLIENT_CLOSED: RequestStatus.CLIENT_CLOSED,
+    billing_pb2.REQUEST_STATUS_UPSTREAM_CUT: RequestStatus.UPSTREAM_CUT,
+}
 
 
-def tariff_to_proto(tariff: Tariff) -> billing_pb2.Tariff:
-    """The wire form of a hold's tariff."""
-    return billing_pb2.Tariff(
-        prompt_nanos_per_token=tariff.prompt_nanos,
-        completion_nanos_per_token=tariff.completion_nanos,
-        cached_prompt_nanos_per_token=tariff.cached_prompt_nanos,
-        unit_prices=unit_prices_to_proto(tariff.unit_nanos),
-        multiplier_bps=tariff.multiplier_bps,
+def outcome_from_proto(outcome: billing_pb2.RequestOutcome) -> RequestOutcome:
+    """How a request went, from the wire; unknown statuses and negative times are invalid."""
+    status = _STATUSES.get(outcome.status)
+    if status is None:
+        raise InvalidBillingRequest("outcome.status is not a known RequestStatus")
+    if outcome.latency_ms < 0 or outcome.first_token_ms < 0:
+        raise InvalidBillingRequest("outcome times must not be negative")
+    if len(outcome.error_code) > ERROR_CODE_MAX:
+        raise InvalidBillingRequest(f"outcome.error_code is longer than {ERROR_CODE_MAX}")
+    return RequestOutcome(
+        status, outcome.error_code, outcome.stream, outcome.latency_ms, outcome.first_token_ms
     )
 
 
-def price_to_proto(model: str, price: ModelPrice) -> billing_pb2.Price:
-    """The wire form of a model's price; token prices a model does not set are 0."""
-    return billing_pb2.Price(
-        model=model,
-        prompt_nanos_per_token=price.prompt or 0,
-        completion_nanos_per_token=price.completion or 0,
-        cached_prompt_nanos_per_token=price.cached_prompt or 0,
-        unit_prices=unit_prices_to_proto(price.units),
-    )
+def release_outcome(request: billing_pb2.ReleaseCreditRequest) -> RequestOutcome | None:
+    """The outcome to record with a release; None when the caller reported none."""
+    if not request.HasField("outcome"):
+        return None
+    if request.outcome.status == billing_pb2.REQUEST_STATUS_UNSPECIFIED:
+        return None
+    return outcome_from_proto(request.outcome)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import random
 import uuid
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
@@ -37,6 +39,9 @@ CONFIG: dict[str, Any] = {
 RESERVED = billing_pb2.RESERVE_DECISION_RESERVED
 INSUFFICIENT = billing_pb2.RESERVE_DECISION_INSUFFICIENT_BALANCE
 NOT_PRICED = billing_pb2.RESERVE_DECISION_MODEL_NOT_PRICED
+BUDGET_EXCEEDED = billing_pb2.RESERVE_DECISION_KEY_BUDGET_EXCEEDED
+# The hold of reserve() below with its defaults on model "m": the largest request cost.
+MAX_COST = 100 * 150 + 50 * 600
 
 if TYPE_CHECKING:
     # Exists only in the generated .pyi: the stub's type when built on an aio channel.
@@ -45,16 +50,22 @@ if TYPE_CHECKING:
 
 @asynccontextmanager
 async def serve_billing(
-    tmp_path: Path, admin_key: str = ADMIN_KEY, prices: Mapping[str, Any] = CONFIG
+    tmp_path: Path,
+    admin_key: str = ADMIN_KEY,
+    prices: Mapping[str, Any] = CONFIG,
+    database_url: str = "",
+    **options: Any,
 ) -> AsyncIterator[Stub]:
-    """A BillingService on 127.0.0.1:0 with `prices` and the SQLite database of tmp_path."""
+    """A BillingService on 127.0.0.1:0 with `prices`, on `database_url` (else SQLite in
+    tmp_path); `options` are further Settings fields."""
     config = tmp_path / "apirelay.yaml"
     config.write_text(yaml.safe_dump(dict(prices)), encoding="utf-8")
     settings = Settings(
         listen_addr="127.0.0.1:0",
-        database_url=f"sqlite+aiosqlite:///{tmp_path / 'data' / 'billing.db'}",
+        database_url=database_url or f"sqlite+aiosqlite:///{tmp_path / 'data' / 'billing.db'}",
         config_path=str(config),
         admin_key=admin_key,
+        **options,
     )
     started = await start(settings)
     channel = grpc.aio.insecure_channel(f"127.0.0.1:{started.port}")
@@ -129,3 +140,37 @@ async def balance(stub: Stub, account: str) -> billing_pb2.Wallet:
 
 def sample(name: str, labels: dict[str, str] | None = None) -> float:
     return REGISTRY.get_sample_value(name, labels or {}) or 0.0
+
+
+async def check_ledger(stub: Stub, accounts: set[str] | None = None) -> None:
+    """CheckLedger finds the ledger balanced (for `accounts`, or everywhere)."""
+    report = await stub.CheckLedger(billing_pb2.CheckLedgerRequest(), metadata=ADMIN)
+    mismatches = [m for m in report.mismatches if accounts is None or m.account_id in accounts]
+    assert mismatches == []
+    assert report.net_nanos == 0 and list(report.holds_resolved_twice) == []
+
+
+async def overdraft_round(
+    stub: Stub, funds: int, requests: int, rng: random.Random
+) -> tuple[str, int]:
+    """Fund a fresh account, race `requests` reserves of MAX_COST at it: (account, held).
+
+    Asserts what must hold whatever the count: nothing is over-committed (available never
+    below 0) and held equals the admitted holds.
+    """
+    account = await fund(stub, funds)
+
+    async def one() -> int:
+        # Shuffled timing: each call yields to the loop a random number of times first.
+        for _ in range(rng.randrange(4)):
+            await asyncio.sleep(0)
+        reply = await stub.ReserveCredit(reserve(account, uid("req")))
+        assert reply.decision in (RESERVED, INSUFFICIENT)
+        assert reply.held_nanos == (MAX_COST if reply.decision == RESERVED else 0)
+        return int(reply.decision == RESERVED)
+
+    admitted = sum(await asyncio.gather(*(one() for _ in range(requests))))
+    wallet = await balance(stub, account)
+    assert wallet.held_nanos == admitted * MAX_COST
+    assert wallet.available_nanos == funds - admitted * MAX_COST >= 0
+    return account, admitted

@@ -83,6 +83,10 @@ async def test_reserve_returns_the_tariff_and_a_replay_the_stored_one(tmp_path: 
             completion_nanos_per_token=600,
             cached_prompt_nanos_per_token=75,
             multiplier_bps=8_500,
+            # Without prices of their own, cache writes pay the prompt price and
+            # reasoning tokens the completion price.
+            cache_write_nanos_per_token=150,
+            reasoning_nanos_per_token=600,
         )
     # Restarted on the same database with new prices: the hold keeps its own.
     async with serve_billing(tmp_path, prices=repriced()) as stub:

@@ -68,7 +68,9 @@ class DyingStore(FakeBillingStore):
 
 
 async def test_an_unavailable_store_fails_the_whole_reserve_batch() -> None:
-    servicer = BillingServicer(Ledger(DyingStore(), PRICES, lambda: NOW))
+    # The admin and usage sides are not reached by ReserveCredits.
+    unused: Any = None
+    servicer = BillingServicer(Ledger(DyingStore(), PRICES, lambda: NOW), unused, unused)
     # Zero tokens cost nothing, so the first hold is placed and the second finds no database.
     items = [
         billing_pb2.ReserveCreditRequest(request_id=f"r{i}", account_id="a", model="m")

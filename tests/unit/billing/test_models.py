@@ -23,7 +23,15 @@ def test_money_and_token_columns_are_bigint() -> None:
 
 
 def test_tables() -> None:
-    assert set(Base.metadata.tables) == {"wallets", "holds", "ledger_entries", "usage_records"}
+    assert set(Base.metadata.tables) == {
+        "wallets",
+        "holds",
+        "transfers",
+        "key_budgets",
+        "redemption_batches",
+        "redemption_codes",
+        "usage_records",
+    }
 
 
 async def test_a_database_from_before_a_column_was_added_is_refused(tmp_path: Path) -> None:

@@ -148,7 +148,16 @@ async def test_reserve_returns_the_tariff_and_a_replay_the_stored_one(
     ledger = ledger_for(store)
     account = await funded(ledger)
     first = await ledger.reserve(reserve_req(account, "img", {HD: 1}, group="vip", request_id="r"))
-    expected = Tariff(0, 0, 0, 8_500, {HD: 80_000_000, STANDARD: 40_000_000})
+    expected = Tariff(
+        0,
+        0,
+        0,
+        8_500,
+        {HD: 80_000_000, STANDARD: 40_000_000},
+        cache_write_nanos=0,
+        reasoning_nanos=0,
+        request_nanos=0,
+    )
     assert first.tariff == expected
     repriced = ledger_for(store, image_hd=90_000_000)
     replay = await repriced.reserve(
