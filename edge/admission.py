@@ -9,6 +9,8 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 
+import grpc
+
 from edge.clients import Clients
 from edge.domain import Lease, Principal, Reservation, ReserveDecision
 from edge.errors import ApiError, UpstreamError, from_upstream
@@ -18,6 +20,10 @@ from edge.openai.errors import ErrorCode, ErrorType
 from edge.settlement import Settler
 
 _INSUFFICIENT = "You exceeded your current quota: the account's balance is too low."
+_KEY_BUDGET = (
+    "This API key has reached its spending cap for the current period; raise the key's "
+    "budget or use another key."
+)
 _NOT_PRICED = (
     "The model '{model}' is not priced for this request; an operator must set its price "
     "before use."
@@ -81,11 +87,21 @@ def _refusal(
     if isinstance(lease, Lease) and not lease.allowed:
         return rate_limited(lease, model)
     if isinstance(hold, UpstreamError):
+        if hold.code is grpc.StatusCode.DEADLINE_EXCEEDED:
+            # Billing that does not answer in time is unreachable: fail closed with 503
+            # (DESIGN failure policy), not a 504 about the client's own deadline.
+            return from_upstream(UpstreamError(hold.service, grpc.StatusCode.UNAVAILABLE,
+                                               hold.details))
         return from_upstream(hold)
     if isinstance(hold, Reservation):
         if hold.decision is ReserveDecision.INSUFFICIENT_BALANCE:
             return ApiError(
                 429, ErrorType.INSUFFICIENT_QUOTA, _INSUFFICIENT,
+                code=ErrorCode.INSUFFICIENT_QUOTA, headers={"x-should-retry": "false"},
+            )
+        if hold.decision is ReserveDecision.KEY_BUDGET_EXCEEDED:
+            return ApiError(
+                429, ErrorType.INSUFFICIENT_QUOTA, _KEY_BUDGET,
                 code=ErrorCode.INSUFFICIENT_QUOTA, headers={"x-should-retry": "false"},
             )
         if hold.decision is ReserveDecision.MODEL_NOT_PRICED:

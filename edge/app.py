@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import logging
+import os
+import secrets
+import socket
 from collections.abc import AsyncIterator
 
 from aiohttp import web
@@ -36,6 +39,10 @@ from edge.response_cache_store import (
 from edge.router_client import RouterClient
 from edge.routes import setup_routes
 from edge.settlement import Settler
+from edge.spool import Spool
+from edge.spool_drain import DrainPolicy, Outbox
+from edge.spool_redis import RedisSpool
+from edge.spool_sqlite import SqliteSpool
 from services.common.context import get_request_id
 from services.common.gateway_config import load_gateway_config
 from services.common.grpc_client import open_channel
@@ -114,15 +121,33 @@ async def _service_clients(app: web.Application) -> AsyncIterator[None]:
         await clients.close()
 
 
+def open_spool(settings: Settings) -> Spool:
+    """The settlement spool: a Redis stream with EDGE_REDIS_URL (shared by replicas),
+    else the SQLite file EDGE_SPOOL_PATH ($APIRELAY_HOME/edge-spool.db)."""
+    if settings.redis_url:
+        return RedisSpool.from_url(settings.redis_url, settings.spool_stream,
+                                   settings.spool_group, consumer_name())
+    return SqliteSpool(settings.spool_path or ":memory:")
+
+
+def consumer_name() -> str:
+    """This process's name among the edge replicas reading the spool's stream."""
+    return f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
+
+
 async def _settlement(app: web.Application) -> AsyncIterator[None]:
     # Registered after the clients, so it is torn down first: pending settlements
-    # finish while the channels are still open.
-    clients = app[CLIENTS]
-    settler = app[SETTLER] = Settler(clients.billing, clients.ratelimit)
+    # finish (or are spooled) while the channels are still open.
+    settings, clients = app[SETTINGS], app[CLIENTS]
+    outbox = Outbox(open_spool(settings), clients.billing,
+                    DrainPolicy(poll_s=settings.spool_poll_s))
+    outbox.start()  # first pass at once: what a previous run left is applied now
+    settler = app[SETTLER] = Settler(clients.billing, clients.ratelimit, outbox)
     yield
     if settler.pending:
         logger.info("waiting for %d pending settlement call(s)", settler.pending)
     await settler.drain()
+    await outbox.close(settings.spool_drain_s)
 
 
 PENDING_CLAIM_MARGIN_S = 60.0

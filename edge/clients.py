@@ -23,7 +23,7 @@ from apirelay.ratelimit.v1 import ratelimit_pb2, ratelimit_pb2_grpc
 from edge import translate
 from edge.batch_results import TaggedRelease, charged, outcomes, released
 from edge.batching import DEFAULT_MAX_BATCH, DEFAULT_MAX_IN_FLIGHT, Batcher
-from edge.domain import NO_UNITS, AuthOutcome, Lease, Principal, Reservation, Usage, UsageSource
+from edge.domain import NO_UNITS, AuthOutcome, Lease, Principal, Reservation
 from edge.limits import LimitPolicy
 from edge.router_client import RouterClient, metadata, unary
 from services.common.limits_config import LimitsConfig
@@ -132,8 +132,16 @@ class RateLimitClient:
         return outcomes("ratelimit", results, len(items), released)
 
 
+@dataclass(frozen=True, slots=True)
+class Redemption:
+    """A redeemed code: the amount credited and the wallet's balance after it."""
+
+    credited_nanos: int
+    balance_nanos: int
+
+
 class BillingClient:
-    """BillingService: reserve and settle holds (batched), release them."""
+    """BillingService: reserve and settle holds (batched), release them, redeem codes."""
 
     def __init__(
         self, channel: grpc.aio.Channel, timeout_s: float, limits: BatchLimits = BatchLimits()
@@ -163,21 +171,34 @@ class BillingClient:
         )
         return await self._reserves.submit(request)
 
-    async def settle(
-        self, request_id: str, usage: Usage, source: UsageSource, channel: str
-    ) -> int:
-        """Charge the hold for `usage`; returns the amount charged in nano-USD."""
-        return await self._settles.submit(
-            translate.settle_request(request_id, usage, source, channel)
-        )
+    async def settle(self, request: billing_pb2.SettleCreditRequest) -> int:
+        """Charge the hold for the request's usage; returns the nano-USD charged."""
+        return await self._settles.submit(request)
 
-    async def release(self, request_id: str) -> bool:
+    async def settle_many(
+        self, requests: Sequence[billing_pb2.SettleCreditRequest]
+    ) -> list[int | Exception]:
+        """Settle many holds in one SettleCredits call (the spool's drain): per-item outcomes.
+
+        A failure of the whole call raises its UpstreamError.
+        """
+        return await self._settle_batch(requests)
+
+    async def release(self, request: billing_pb2.ReleaseCreditRequest) -> bool:
         """Drop the request's hold without charging."""
         call = self._stub.ReleaseCredit(
-            billing_pb2.ReleaseCreditRequest(request_id=request_id),
-            timeout=self._timeout, metadata=metadata(request_id),
+            request, timeout=self._timeout, metadata=metadata(request.request_id),
         )
         return bool((await unary("billing", call)).released)
+
+    async def redeem(self, account_id: str, code: str, request_id: str) -> Redemption:
+        """Credit the account with a redemption code's amount (once per code)."""
+        call = self._stub.RedeemCode(
+            billing_pb2.RedeemCodeRequest(account_id=account_id, code=code),
+            timeout=self._timeout, metadata=metadata(request_id),
+        )
+        reply = await unary("billing", call)
+        return Redemption(int(reply.amount_nanos), int(reply.wallet.balance_nanos))
 
     async def _reserve_batch(
         self, items: Sequence[billing_pb2.ReserveCreditRequest]

@@ -6,6 +6,7 @@ import enum
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TypeVar
 
 from services.common.gateway_config import CONFIG_ENV
@@ -31,6 +32,12 @@ DEFAULT_IDEMPOTENCY_TTL_S = 86_400.0
 DEFAULT_IDEMPOTENCY_MAX_ENTRIES = 10_000
 DEFAULT_RESPONSE_CACHE_TTL_S = 300.0
 DEFAULT_RESPONSE_CACHE_MAX_ENTRIES = 1_000
+DEFAULT_HOME = "./.apirelay"
+SPOOL_FILE = "edge-spool.db"
+DEFAULT_SPOOL_STREAM = "apirelay:edge:settlements"
+DEFAULT_SPOOL_GROUP = "apirelay-edge"
+DEFAULT_SPOOL_POLL_S = 5.0
+DEFAULT_SPOOL_DRAIN_S = 10.0
 
 
 class CacheMode(enum.Enum):
@@ -82,6 +89,12 @@ class Settings:
     response_cache_max_entries: int = DEFAULT_RESPONSE_CACHE_MAX_ENTRIES
     # apirelay.yaml, for its `limits:` section; "" = the built-in default limits only.
     config_path: str = ""
+    # The settlement spool without Redis: a SQLite file; "" keeps it in memory (tests).
+    spool_path: str = ""
+    spool_stream: str = DEFAULT_SPOOL_STREAM  # with Redis: the stream every replica shares
+    spool_group: str = DEFAULT_SPOOL_GROUP  # its consumer group (one per edge deployment)
+    spool_poll_s: float = DEFAULT_SPOOL_POLL_S  # how often the drain looks without a wake
+    spool_drain_s: float = DEFAULT_SPOOL_DRAIN_S  # how long shutdown keeps draining it
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> Settings:
@@ -136,6 +149,13 @@ class Settings:
                 environ, "EDGE_RESPONSE_CACHE_MAX_ENTRIES", DEFAULT_RESPONSE_CACHE_MAX_ENTRIES
             ),
             config_path=environ.get(CONFIG_ENV, ""),
+            spool_path=environ.get("EDGE_SPOOL_PATH") or str(
+                Path(environ.get("APIRELAY_HOME") or DEFAULT_HOME) / SPOOL_FILE
+            ),
+            spool_stream=environ.get("EDGE_SPOOL_STREAM") or DEFAULT_SPOOL_STREAM,
+            spool_group=environ.get("EDGE_SPOOL_GROUP") or DEFAULT_SPOOL_GROUP,
+            spool_poll_s=_float(environ, "EDGE_SPOOL_POLL_S", DEFAULT_SPOOL_POLL_S),
+            spool_drain_s=_float(environ, "EDGE_SPOOL_DRAIN_S", DEFAULT_SPOOL_DRAIN_S),
         )
 
 

@@ -60,6 +60,9 @@ class Usage:
     reasoning_tokens: int = 0
     # A factory, not a default: a mappingproxy is unhashable before Python 3.12.
     units: Mapping[str, int] = field(default_factory=lambda: NO_UNITS)
+    # Prompt tokens written to the provider's prompt cache (a subset of prompt_tokens,
+    # disjoint from cached_prompt_tokens); last, so positional constructions stay valid.
+    cache_write_prompt_tokens: int = 0
 
     @property
     def empty(self) -> bool:
@@ -128,6 +131,7 @@ class ReserveDecision(enum.Enum):
     RESERVED = "reserved"
     INSUFFICIENT_BALANCE = "insufficient_balance"
     MODEL_NOT_PRICED = "model_not_priced"
+    KEY_BUDGET_EXCEEDED = "key_budget_exceeded"
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,7 +19,7 @@ from edge.delivered import (
     response_texts,
 )
 from edge.domain import Operation
-from edge.settlement import UnitsBilled
+from edge.outcome import UnitsBilled
 from edge.stream_formats import (
     AUDIO_STREAM,
     CHAT_STREAM,

@@ -22,7 +22,7 @@ from edge.catalog import require_model
 from edge.cost import COST_HEADER, CostReporter, add_cost_to_json, usd
 from edge.domain import Completion, ModelInfo, Operation, Principal, Usage
 from edge.endpoints import Endpoint
-from edge.errors import UpstreamError, from_failure, from_upstream
+from edge.errors import ApiError, UpstreamError, from_failure, from_upstream
 from edge.estimate import Estimate
 from edge.idempotency import StoredResponse
 from edge.idempotent import IDEMPOTENCY_HEADER, claim, replay
@@ -38,10 +38,10 @@ from edge.keys import (
     STARTED_AT,
 )
 from edge.limits import ratelimit_headers
+from edge.outcome import Metering, Outcome
 from edge.relay import StreamRelay, StreamSetup
 from edge.response_cache import CACHE_HEADER, CacheSlot, cache_slot, serve_hit
 from edge.router_client import RouterStream
-from edge.settlement import Metering, Outcome
 from services.common.context import REQUEST_ID_HEADER
 
 JSON = "application/json"
@@ -107,7 +107,9 @@ async def _serve(
     endpoint = job.endpoint
     metering = Metering(endpoint.chunk_texts, estimate.units, endpoint.units_billed)
     outcome = Outcome(request_id, principal.key_id, admission.lease.lease_id,
-                      estimate.prompt_tokens, metering)
+                      estimate.prompt_tokens, metering,
+                      max_completion=None if estimate.units else estimate.max_completion_tokens,
+                      stream=job.stream, started_at=request[STARTED_AT])
     cost = CostReporter(admission.reservation, app[SETTINGS].report_cost)
     headers = {REQUEST_ID_HEADER: request[SHOWN_REQUEST_ID],
                **ratelimit_headers(admission.lease.states)}
@@ -116,6 +118,9 @@ async def _serve(
         if job.stream:
             return await _stream(request, principal, job, outcome, cost, headers)
         return await _complete(request, principal, job, outcome, cost, headers, slot)
+    except ApiError as error:
+        outcome.record_error(error)
+        raise
     except asyncio.CancelledError:
         outcome.client_gone = True
         raise
@@ -156,7 +161,8 @@ async def _complete(
     if result.failure is not None:
         raise from_failure(result.failure)
     outcome.completed = True
-    if result.usage is None:
+    if result.usage is None or result.usage.completion_tokens <= 0:
+        # Read only when usage is missing or reports no output: edge.usage_guard checks it.
         outcome.delivered.extend(job.endpoint.body_texts(result.body))
     body = result.body
     final = outcome.final_usage()
@@ -169,6 +175,7 @@ async def _complete(
         if result.content_type.startswith(JSON):
             body = add_cost_to_json(body, nanos) or body
     headers["Content-Type"] = result.content_type
+    outcome.mark_first_byte()  # the whole answer goes out now
     return web.Response(body=body, headers=headers)
 
 

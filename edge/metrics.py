@@ -24,7 +24,8 @@ ACTIVE_STREAMS = Gauge(
 )
 SETTLEMENT_FAILURES = Counter(
     "apirelay_edge_settlement_failures_total",
-    "Settle, release or lease-release calls given up after retries.",
+    "Calls given up: settle or release billing refused for good (also dead letters), "
+    "or lease releases after their retries.",
     ["operation"],
 )
 BATCH_ITEMS = Histogram(
@@ -36,4 +37,28 @@ RESPONSE_CACHE_LOOKUPS = Counter(
     "apirelay_edge_response_cache_lookups_total",
     "Lookups in the exact response cache, by result (hit or miss).",
     ["result"],
+)
+SPOOL_DEPTH = Gauge(
+    "apirelay_edge_settlement_spool_depth",
+    "Settle and release calls waiting in the durable spool for billing (as last seen).",
+)
+SPOOLED = Counter(
+    "apirelay_edge_settlement_spooled_total",
+    "Settle or release calls written to the durable spool because billing was unreachable.",
+    ["operation"],
+)
+DRAINED = Counter(
+    "apirelay_edge_settlement_drained_total",
+    "Spooled settle or release calls billing confirmed (then removed from the spool).",
+    ["operation"],
+)
+DEAD_LETTERS = Counter(
+    "apirelay_edge_settlement_dead_letters_total",
+    "Settle or release calls billing refused for good, kept as dead letters.",
+    ["operation"],
+)
+USAGE_REJECTED = Counter(
+    "apirelay_edge_usage_rejected_total",
+    "Reported usages not trusted (billed from counted tokens instead), by reason.",
+    ["reason"],
 )

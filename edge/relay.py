@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -25,8 +24,8 @@ from edge.cost import CostReporter
 from edge.domain import StreamEnd, StreamItem
 from edge.errors import ApiError, UpstreamError, from_failure, from_upstream
 from edge.metrics import ACTIVE_STREAMS, STREAM_TTFB
+from edge.outcome import Outcome
 from edge.router_client import RouterStream
-from edge.settlement import Outcome
 from edge.sse import PING, prepare_headers
 from edge.stream_formats import StreamFormat
 
@@ -98,7 +97,8 @@ class StreamRelay:
         self, request: web.Request, response: web.StreamResponse, item: StreamItem
     ) -> None:
         if item.chunks:
-            ttfb = time.perf_counter() - self._setup.started_at
+            self._outcome.mark_first_byte()
+            ttfb = self._outcome.first_byte_at - self._setup.started_at
             STREAM_TTFB.labels(self._setup.endpoint).observe(ttfb)
         keepalive = None
         if item.end is None and self._format.sse:
@@ -113,26 +113,32 @@ class StreamRelay:
                     if not self._outcome.client_gone:
                         await self._finish(request, response, from_upstream(exc))
                     return
-            await self._send(response, self._with_cost(item.chunks, end))
+            # The last item's chunks and the end are recorded first, so the cost it
+            # carries is that of what will be settled (a doubtful usage replaced).
+            self._record_chunks(item.chunks)
             self._record_end(end)
+            await self._send(response, self._with_cost(item.chunks), record=False)
             failure = None if end.failure is None else from_failure(end.failure)
             await self._finish(request, response, failure)
         finally:
             if keepalive is not None:
                 keepalive.cancel()
 
-    def _with_cost(self, chunks: tuple[bytes, ...], end: StreamEnd) -> tuple[bytes, ...]:
+    def _with_cost(self, chunks: tuple[bytes, ...]) -> tuple[bytes, ...]:
         add_cost = self._format.add_cost
-        nanos = self._setup.cost.nanos(end.usage)
+        final = self._outcome.final_usage() if add_cost is not None else None
+        nanos = None if final is None else self._setup.cost.nanos(final[0])
         if add_cost is None or nanos is None:
             return chunks
         return tuple(add_cost(chunk, nanos) or chunk for chunk in chunks)
 
-    async def _send(self, response: web.StreamResponse, chunks: tuple[bytes, ...]) -> None:
+    async def _send(
+        self, response: web.StreamResponse, chunks: tuple[bytes, ...], *, record: bool = True
+    ) -> None:
         if not chunks:
             return
-        for chunk in chunks:
-            self._outcome.record_chunk(chunk)
+        if record:
+            self._record_chunks(chunks)
         async with self._writing:
             await response.write(self._format.encode(chunks))
             self._last_write = asyncio.get_running_loop().time()
@@ -141,6 +147,8 @@ class StreamRelay:
         self, request: web.Request, response: web.StreamResponse, error: ApiError | None
     ) -> None:
         trailer = self._format.error_trailer
+        if error is not None:
+            self._outcome.record_error(error, cut=True)
         if error is not None and trailer is None:
             # A binary body cannot carry an error: break the connection instead.
             logger.warning("stream failed after its first byte; aborting the connection")
@@ -174,6 +182,12 @@ class StreamRelay:
     def _client_gone(self) -> None:
         self._outcome.client_gone = True
         logger.info("client went away mid-stream")
+
+    def _record_chunks(self, chunks: tuple[bytes, ...]) -> None:
+        if chunks:
+            self._outcome.mark_first_byte()
+        for chunk in chunks:
+            self._outcome.record_chunk(chunk)
 
     def _record_end(self, end: StreamEnd) -> None:
         failed = end.failure is not None

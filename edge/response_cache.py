@@ -36,8 +36,8 @@ from edge.keys import CATALOG, CLIENTS, REQUEST_ID, RESPONSE_CACHE, SETTINGS, SE
 from edge.limits import ratelimit_headers
 from edge.metrics import RESPONSE_CACHE_LOOKUPS
 from edge.openai.errors import ErrorCode, ErrorType
+from edge.outcome import Metering, Outcome
 from edge.response_cache_store import CachedAnswer, ResponseCacheStore
-from edge.settlement import Metering, Outcome
 
 logger = logging.getLogger(__name__)
 

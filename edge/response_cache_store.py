@@ -114,7 +114,8 @@ def encode(answer: CachedAnswer) -> bytes:
         "content_type": answer.content_type,
         "source": int(answer.usage_source),
         "usage": [usage.prompt_tokens, usage.completion_tokens, usage.total_tokens,
-                  usage.cached_prompt_tokens, usage.reasoning_tokens],
+                  usage.cached_prompt_tokens, usage.reasoning_tokens,
+                  usage.cache_write_prompt_tokens],
         "units": dict(usage.units),
     })
 
@@ -122,11 +123,15 @@ def encode(answer: CachedAnswer) -> bytes:
 def decode(raw: bytes | str) -> CachedAnswer:
     """The answer `encode` wrote."""
     record = orjson.loads(raw)
-    prompt, completion, total, cached, reasoning = (int(n) for n in record["usage"])
+    counts = [int(n) for n in record["usage"]]
+    # Entries stored before cache writes were counted have five numbers.
+    prompt, completion, total, cached, reasoning = counts[:5]
+    written = counts[5] if len(counts) > 5 else 0
     units = {str(unit): int(quantity) for unit, quantity in record["units"].items()}
     return CachedAnswer(
         body=base64.b64decode(record["body"]),
         content_type=str(record["content_type"]),
-        usage=Usage(prompt, completion, total, cached, reasoning, units=units),
+        usage=Usage(prompt, completion, total, cached, reasoning, units=units,
+                    cache_write_prompt_tokens=written),
         usage_source=UsageSource(int(record["source"])),
     )

@@ -2,126 +2,37 @@
 
 It runs in background tasks the Settler tracks, so the client never waits for it and
 shutdown can await whatever is still pending. Settle, release and lease release are
-idempotent by request id, so they are retried on UNAVAILABLE / DEADLINE_EXCEEDED.
+idempotent by request id, so they are retried on UNAVAILABLE / DEADLINE_EXCEEDED. A
+settle or release billing still does not take after a short retry goes to the durable
+spool (edge.spool_drain.Outbox), which applies it once billing is back; one billing
+refuses for good is kept as a dead letter. Lease releases are not spooled (the
+limiter's leases expire by themselves).
 """
 
 from __future__ import annotations
 
 import asyncio
-import enum
 import logging
-from collections.abc import Awaitable, Callable, Coroutine, Mapping
-from dataclasses import dataclass, field
+import time
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, Protocol
 
 import grpc
 
-from edge.delivered import TextReader, delta_texts
-from edge.domain import NO_UNITS, Usage, UsageSource
+from apirelay.billing.v1 import billing_pb2
+from edge import translate
+from edge.domain import Usage
 from edge.errors import UpstreamError
-from edge.metrics import SETTLEMENT_FAILURES
-from services.common.tokens import estimate_tokens
+from edge.metrics import SETTLEMENT_FAILURES, USAGE_REJECTED
+from edge.outcome import Outcome
+from edge.request_report import RequestReport
+from edge.spool import Holds, SpooledCall, encode_release, encode_settle
+from edge.spool_drain import Outbox
+from edge.usage_guard import Rejection
 
 logger = logging.getLogger(__name__)
 
 _RETRYABLE = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED})
-
-
-class UnitsBilled(enum.Enum):
-    """When a request billed by units has consumed them, if its usage never came."""
-
-    ON_DELIVERY = "delivery"  # speech: once audio reached the client; images: once answered
-    ON_CALL = "call"  # transcription: once the router had the audio (and did not refuse it)
-
-
-@dataclass(frozen=True, slots=True)
-class Metering:
-    """How a request is billed when the router never reported its usage.
-
-    Token endpoints bill the prompt estimate plus the text read from what was delivered
-    (`texts` reads one delivered chunk); unit endpoints bill `units` (the estimate's)
-    once `units_billed` says they were consumed.
-    """
-
-    texts: TextReader = delta_texts
-    units: Mapping[str, int] = field(default_factory=lambda: NO_UNITS)
-    units_billed: UnitsBilled = UnitsBilled.ON_DELIVERY
-
-
-CHAT_METERING = Metering()
-
-
-@dataclass(slots=True)
-class Outcome:
-    """What one admitted request consumed, filled in as it runs."""
-
-    request_id: str
-    subject: str
-    lease_id: str
-    prompt_estimate: int
-    metering: Metering = CHAT_METERING
-    usage: Usage | None = None
-    usage_source: UsageSource = UsageSource.UPSTREAM
-    channel: str = ""
-    delivered: list[str] = field(default_factory=list)
-    chunks: list[bytes] = field(default_factory=list)
-    client_gone: bool = False
-    completed: bool = False
-    called: bool = False
-    failed: bool = False
-
-    def record_chunk(self, chunk: bytes) -> None:
-        """Keep a delivered chunk; its text is read only if usage never comes (rarely)."""
-        self.chunks.append(chunk)
-
-    def record_usage(
-        self, usage: Usage | None, source: UsageSource, channel: str, *, failed: bool = False
-    ) -> None:
-        """Keep the router's typed usage, the channel that served, and whether it failed."""
-        self.usage = usage
-        self.usage_source = source
-        self.channel = channel
-        self.failed = failed
-
-    def final_usage(self) -> tuple[Usage, UsageSource] | None:
-        """The usage to settle, or None when nothing was consumed (release instead).
-
-        Without a reported usage, a token request that completed, delivered text or lost
-        its client is billed as the prompt estimate plus the estimate of the delivered
-        text; a unit request is billed its units once they count as consumed.
-        """
-        if self.usage is not None:
-            return self.usage, self.usage_source
-        if self.metering.units:
-            if not self._units_consumed():
-                return None
-            return Usage(0, 0, 0, units=self.metering.units), UsageSource.ESTIMATED
-        read = self.metering.texts
-        texts = self.delivered + [text for chunk in self.chunks for text in read(chunk)]
-        if not (self.client_gone or self.completed or texts):
-            return None
-        completion = estimate_tokens("".join(texts))
-        prompt = self.prompt_estimate
-        return Usage(prompt, completion, prompt + completion), UsageSource.ESTIMATED
-
-    def _units_consumed(self) -> bool:
-        if self.completed:
-            return True
-        if self.metering.units_billed is UnitsBilled.ON_CALL:
-            return self.called and not self.failed
-        return bool(self.chunks)
-
-
-class Holds(Protocol):
-    """What the Settler needs of BillingService (edge.clients.BillingClient)."""
-
-    async def settle(
-        self, request_id: str, usage: Usage, source: UsageSource, channel: str
-    ) -> int:
-        """Charge the hold for `usage`."""
-
-    async def release(self, request_id: str) -> bool:
-        """Drop the hold."""
 
 
 class Leases(Protocol):
@@ -134,18 +45,20 @@ class Leases(Protocol):
 
 
 class Settler:
-    """Runs and tracks the end-of-request calls."""
+    """Runs and tracks the end-of-request calls; billing's go durable when it is down."""
 
     def __init__(
         self,
         billing: Holds,
         ratelimit: Leases,
+        outbox: Outbox,
         *,
-        attempts: int = 4,
-        backoff_s: float = 0.2,
+        attempts: int = 2,
+        backoff_s: float = 0.1,
     ) -> None:
         self._billing = billing
         self._ratelimit = ratelimit
+        self._outbox = outbox
         self._attempts = max(1, attempts)
         self._backoff = backoff_s
         self._tasks: set[asyncio.Task[None]] = set()
@@ -155,9 +68,14 @@ class Settler:
         """Calls still running."""
         return len(self._tasks)
 
+    @property
+    def outbox(self) -> Outbox:
+        """Where billing calls go while billing is unreachable."""
+        return self._outbox
+
     def finish(self, outcome: Outcome) -> None:
         """Settle (or release) the hold and release the lease, in the background."""
-        self._spawn(self._finish(outcome))
+        self._spawn(self._finish(outcome, outcome.report(time.perf_counter())))
 
     def undo(
         self, request_id: str, subject: str, *, hold: bool, lease_id: str,
@@ -165,7 +83,8 @@ class Settler:
     ) -> None:
         """Drop what an admission that failed half-way left behind (once `after` is done).
 
-        `lease_id` is the lease that may be held ("" for none).
+        `lease_id` is the lease that may be held ("" for none). The hold is released
+        without an outcome: the request never ran.
         """
         self._spawn(self._undo(request_id, subject, hold, lease_id, after))
 
@@ -179,19 +98,18 @@ class Settler:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _finish(self, outcome: Outcome) -> None:
+    async def _finish(self, outcome: Outcome, report: RequestReport) -> None:
         rid = outcome.request_id
-        final = outcome.final_usage()
-        if final is None:
-            hold = self._retry("release_credit", lambda: self._billing.release(rid))
+        charge = outcome.charge()
+        if charge is None:
+            hold = self._release(translate.release_request(rid, report, outcome.channel))
             actual = 0
         else:
-            usage, source = final
-            hold = self._retry(
-                "settle_credit",
-                lambda: self._billing.settle(rid, usage, source, outcome.channel),
-            )
-            actual = usage.total_tokens
+            if charge.rejected is not None:
+                _rejected(rid, charge.rejected, outcome.usage)
+            hold = self._settle(translate.settle_request(
+                rid, charge.usage, charge.source, outcome.channel, report))
+            actual = charge.usage.total_tokens
         if not outcome.lease_id:  # no lease was taken (a key without limits)
             await hold
             return
@@ -208,12 +126,51 @@ class Settler:
         if after is not None:
             await asyncio.wait({after})
         if hold:
-            await self._retry("release_credit", lambda: self._billing.release(request_id))
+            await self._release(translate.release_request(request_id, None, ""))
         if lease_id:
             await self._retry(
                 "release_lease",
                 lambda: self._ratelimit.release(request_id, lease_id, subject, 0),
             )
+
+    async def _settle(self, request: billing_pb2.SettleCreditRequest) -> None:
+        await self._deliver(lambda: self._billing.settle(request),
+                            lambda: encode_settle(request))
+
+    async def _release(self, request: billing_pb2.ReleaseCreditRequest) -> None:
+        await self._deliver(lambda: self._billing.release(request),
+                            lambda: encode_release(request))
+
+    async def _deliver(
+        self, send: Callable[[], Awaitable[object]], encode: Callable[[], SpooledCall]
+    ) -> None:
+        """Send directly with a short retry; if billing stays unreachable, spool the call."""
+        for attempt in range(self._attempts):
+            try:
+                await send()
+                return
+            except UpstreamError as exc:
+                if exc.code not in _RETRYABLE:
+                    await self._keep(encode(), f"{exc.code.name}: {exc.details}")
+                    return
+            except Exception:  # effect unknown: the idempotent spool path settles it
+                logger.exception("billing call failed unexpectedly; spooling it")
+                break
+            if attempt < self._attempts - 1:
+                await asyncio.sleep(self._backoff * 2**attempt)
+        await self._keep(encode(), None)
+
+    async def _keep(self, call: SpooledCall, refused: str | None) -> None:
+        """Spool `call`, or bury it when billing `refused` it for good."""
+        try:
+            if refused is None:
+                await self._outbox.put(call)
+            else:
+                await self._outbox.bury(call, refused)
+        except Exception:  # the last resort failed too: say so loudly, with the request id
+            SETTLEMENT_FAILURES.labels(f"{call.kind.value}_credit").inc()
+            logger.exception("%s of request %s could not be spooled; it is lost",
+                             call.kind.value, call.request_id)
 
     async def _retry(self, operation: str, call: Callable[[], Awaitable[object]]) -> None:
         for attempt in range(self._attempts):
@@ -231,3 +188,9 @@ class Settler:
                 logger.exception("%s failed", operation)
                 return
             await asyncio.sleep(self._backoff * 2**attempt)
+
+
+def _rejected(request_id: str, reason: Rejection, reported: Usage | None) -> None:
+    USAGE_REJECTED.labels(reason.value).inc()
+    logger.warning("request %s: reported usage not trusted (%s): %s; billed counted tokens",
+                   request_id, reason.value, reported)

@@ -30,6 +30,7 @@ from edge.domain import (
     Usage,
     UsageSource,
 )
+from edge.request_report import RequestReport, RequestStatus
 from services.common.charges import Tariff
 from services.common.limits_config import LimitValues
 
@@ -52,6 +53,7 @@ _RESERVE = {
     billing_pb2.RESERVE_DECISION_RESERVED: ReserveDecision.RESERVED,
     billing_pb2.RESERVE_DECISION_INSUFFICIENT_BALANCE: ReserveDecision.INSUFFICIENT_BALANCE,
     billing_pb2.RESERVE_DECISION_MODEL_NOT_PRICED: ReserveDecision.MODEL_NOT_PRICED,
+    billing_pb2.RESERVE_DECISION_KEY_BUDGET_EXCEEDED: ReserveDecision.KEY_BUDGET_EXCEEDED,
 }
 _OPERATION = {
     Operation.COMPLETIONS: router_pb2.OPERATION_COMPLETIONS,
@@ -152,6 +154,9 @@ def tariff(message: billing_pb2.Tariff) -> Tariff:
         cached_prompt_nanos=message.cached_prompt_nanos_per_token,
         multiplier_bps=message.multiplier_bps,
         unit_nanos={price.unit: price.nanos_per_unit for price in message.unit_prices},
+        cache_write_nanos=message.cache_write_nanos_per_token,
+        reasoning_nanos=message.reasoning_nanos_per_token,
+        request_nanos=message.request_nanos,
     )
 
 
@@ -172,13 +177,15 @@ def usage_to_proto(usage: Usage) -> usage_pb2.Usage:
         cached_prompt_tokens=usage.cached_prompt_tokens,
         reasoning_tokens=usage.reasoning_tokens,
         units=unit_usages(usage.units),
+        cache_write_prompt_tokens=usage.cache_write_prompt_tokens,
     )
 
 
 def settle_request(
-    request_id: str, usage: Usage, source: UsageSource, channel: str
+    request_id: str, usage: Usage, source: UsageSource, channel: str,
+    report: RequestReport | None = None,
 ) -> billing_pb2.SettleCreditRequest:
-    """The settle request for a finished request."""
+    """The settle request for a finished request (with how it ran, when known)."""
     proto_source = (
         usage_pb2.USAGE_SOURCE_ESTIMATED
         if source is UsageSource.ESTIMATED
@@ -186,7 +193,33 @@ def settle_request(
     )
     return billing_pb2.SettleCreditRequest(
         request_id=request_id, usage=usage_to_proto(usage), usage_source=proto_source,
-        channel=channel,
+        channel=channel, outcome=request_outcome(report) if report is not None else None,
+    )
+
+
+def release_request(
+    request_id: str, report: RequestReport | None, channel: str
+) -> billing_pb2.ReleaseCreditRequest:
+    """The release of a hold: with how the request ran, or none for an undone admission."""
+    return billing_pb2.ReleaseCreditRequest(
+        request_id=request_id, channel=channel,
+        outcome=request_outcome(report) if report is not None else None,
+    )
+
+
+_STATUS = {
+    RequestStatus.OK: billing_pb2.REQUEST_STATUS_OK,
+    RequestStatus.ERROR: billing_pb2.REQUEST_STATUS_ERROR,
+    RequestStatus.CLIENT_CLOSED: billing_pb2.REQUEST_STATUS_CLIENT_CLOSED,
+    RequestStatus.UPSTREAM_CUT: billing_pb2.REQUEST_STATUS_UPSTREAM_CUT,
+}
+
+
+def request_outcome(report: RequestReport) -> billing_pb2.RequestOutcome:
+    """How a request ran, for billing's usage log."""
+    return billing_pb2.RequestOutcome(
+        status=_STATUS[report.status], error_code=report.error_code, stream=report.stream,
+        latency_ms=report.latency_ms, first_token_ms=report.first_token_ms,
     )
 
 
@@ -203,6 +236,7 @@ def usage_from_proto(message: usage_pb2.Usage) -> Usage | None:
         cached_prompt_tokens=message.cached_prompt_tokens,
         reasoning_tokens=message.reasoning_tokens,
         units=MappingProxyType(units) if units else NO_UNITS,
+        cache_write_prompt_tokens=message.cache_write_prompt_tokens,
     )
 
 

@@ -16,6 +16,7 @@ from edge.routes import (
     images_generations,
     models,
     openapi,
+    redeem,
     responses,
     unsupported,
 )
@@ -23,7 +24,7 @@ from edge.routes import (
 _TABLES = (
     chat_completions, completions, embeddings, images_generations, images_edits,
     audio_transcriptions, audio_translations, audio_speech, responses, models, health,
-    openapi, unsupported,
+    openapi, redeem, unsupported,
 )
 
 

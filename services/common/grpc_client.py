@@ -7,6 +7,12 @@ import grpc
 _OPTIONS = [
     ("grpc.keepalive_time_ms", 30_000),
     ("grpc.enable_retries", 1),
+    # A restarted replica is used again within about 2 s, not after gRPC's default
+    # backoff (1 s doubling to 120 s), which kept a recovered billing replica idle while
+    # the other was down and admissions failed closed.
+    ("grpc.initial_reconnect_backoff_ms", 200),
+    ("grpc.min_reconnect_backoff_ms", 200),
+    ("grpc.max_reconnect_backoff_ms", 2_000),
 ]
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 import secrets
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +29,8 @@ class Stack:
     auth: auth_pb2_grpc.AuthServiceStub
     billing: billing_pb2_grpc.BillingServiceStub
     admin_metadata: tuple[tuple[str, str], ...]
+    # The environment the edge was started with (for starting another edge on the stack).
+    env: dict[str, str] = field(default_factory=dict)
 
     @property
     def base_url(self) -> str:
@@ -81,9 +83,17 @@ def _settings(package: str, env: Mapping[str, str]) -> Any:
     return importlib.import_module(f"{package}.config").Settings.from_env(env)
 
 
-async def start_stack(home: Path, config: Path, extra_env: Mapping[str, str]) -> Stack:
-    """Start auth, ratelimit, billing, router on free ports, then the edge; return handles."""
-    admin_key = "ak-" + secrets.token_hex(16)
+async def start_stack(
+    home: Path, config: Path, extra_env: Mapping[str, str],
+    external: Mapping[str, str] | None = None,
+) -> Stack:
+    """Start auth, ratelimit, billing, router on free ports, then the edge; return handles.
+
+    `external` maps a service name to the address of an instance the caller runs (a
+    subprocess, say); it is not started here. `extra_env` may set APIRELAY_ADMIN_KEY
+    (such an instance must share it).
+    """
+    admin_key = extra_env.get("APIRELAY_ADMIN_KEY") or "ak-" + secrets.token_hex(16)
     env: dict[str, str] = {
         "APIRELAY_HOME": str(home), "APIRELAY_CONFIG": str(config),
         "APIRELAY_ADMIN_KEY": admin_key, **{f"{n.upper()}_LISTEN_ADDR": "127.0.0.1:0"
@@ -92,6 +102,9 @@ async def start_stack(home: Path, config: Path, extra_env: Mapping[str, str]) ->
     }
     services: dict[str, StartedService] = {}
     for name in SERVICE_NAMES:
+        if external and name in external:
+            env[f"{name.upper()}_SERVICE_ADDR"] = external[name]
+            continue
         server = importlib.import_module(f"services.{name}.server")
         services[name] = await server.start(_settings(f"services.{name}", env))
         env[f"{name.upper()}_SERVICE_ADDR"] = f"127.0.0.1:{services[name].port}"
@@ -105,4 +118,5 @@ async def start_stack(home: Path, config: Path, extra_env: Mapping[str, str]) ->
         auth_pb2_grpc.AuthServiceStub(auth_channel),
         billing_pb2_grpc.BillingServiceStub(billing_channel),
         (("authorization", f"Bearer {admin_key}"),),
+        env,
     )

@@ -163,10 +163,31 @@ class FakeBilling(billing_pb2_grpc.BillingServiceServicer):
         self.releases: list[Any] = []
         self.batches: list[int] = []
         self.delay_s = 0.0
+        self.settle_fail: grpc.StatusCode | None = None  # SettleCredits and ReleaseCredit
+        self.codes: dict[str, int] = {}  # redeemable code -> nano-USD
+        self.redeemed: dict[str, str] = {}  # code -> account
+        self.expired: set[str] = set()
+        self.balance = 5 * 10**9
 
     async def ReleaseCredit(self, request: Any, context: Any) -> Any:
+        if self.settle_fail is not None:
+            await context.abort(self.settle_fail, "billing down")
         self.releases.append(request)
         return billing_pb2.ReleaseCreditResponse(released=True)
+
+    async def RedeemCode(self, request: Any, context: Any) -> Any:
+        if request.code not in self.codes:
+            await context.abort(grpc.StatusCode.NOT_FOUND, "no such code")
+        if request.code in self.expired:
+            await context.abort(grpc.StatusCode.FAILED_PRECONDITION, "this code has expired")
+        if self.redeemed.setdefault(request.code, request.account_id) != request.account_id:
+            await context.abort(grpc.StatusCode.FAILED_PRECONDITION,
+                                "this code was redeemed already")
+        amount = self.codes[request.code]
+        self.balance += amount
+        return billing_pb2.RedeemCodeResponse(
+            amount_nanos=amount,
+            wallet=billing_pb2.Wallet(account_id=request.account_id, balance_nanos=self.balance))
 
     async def ReserveCredits(self, request: Any, context: Any) -> Any:
         self.batches.append(len(request.reservations))
@@ -182,6 +203,8 @@ class FakeBilling(billing_pb2_grpc.BillingServiceServicer):
     async def SettleCredits(self, request: Any, context: Any) -> Any:
         self.batches.append(len(request.settlements))
         await asyncio.sleep(self.delay_s)
+        if self.settle_fail is not None:
+            await context.abort(self.settle_fail, "billing down")
         self.settles.extend(request.settlements)
         return billing_pb2.SettleCreditsResponse(results=[
             billing_pb2.SettleCreditResult(status=OK_BILLING, response=self._settle(item))

@@ -1,46 +1,30 @@
-"""edge.settlement: what gets settled, and the retries of the background calls."""
+"""edge.settlement: what gets settled, the retries, and the durable path when billing is down."""
 
 from __future__ import annotations
 
 import grpc
 
+from apirelay.billing.v1 import billing_pb2
 from edge.delivered import completion_event_texts
 from edge.domain import Usage, UsageSource
-from edge.errors import UpstreamError
-from edge.settlement import Metering, Outcome, Settler, UnitsBilled
+from edge.metrics import DEAD_LETTERS, SPOOLED
+from edge.outcome import Metering, Outcome, UnitsBilled
+from edge.spool_sqlite import SqliteSpool
+from edge.translate import usage_from_proto
 from services.common.tokens import estimate_tokens
-
-
-class FakeBilling:
-    def __init__(self, failures: list[grpc.StatusCode] | None = None) -> None:
-        self.failures = list(failures or [])
-        self.settles: list[tuple[str, Usage, UsageSource, str]] = []
-        self.releases: list[str] = []
-        self.attempts = 0
-
-    async def settle(self, request_id: str, usage: Usage, source: UsageSource, channel: str) -> int:
-        self.attempts += 1
-        if self.failures:
-            raise UpstreamError("billing", self.failures.pop(0), "down")
-        self.settles.append((request_id, usage, source, channel))
-        return 1
-
-    async def release(self, request_id: str) -> bool:
-        self.releases.append(request_id)
-        return True
-
-
-class FakeLeases:
-    def __init__(self) -> None:
-        self.releases: list[tuple[str, str, str, int]] = []
-
-    async def release(self, request_id: str, lease_id: str, subject: str, actual: int) -> bool:
-        self.releases.append((request_id, lease_id, subject, actual))
-        return True
+from tests.unit.edge.billing_fakes import FakeBilling, FakeLeases, settler_for
 
 
 def outcome(**fields: object) -> Outcome:
     return Outcome("r1", "k1", "r1", prompt_estimate=10, **fields)  # type: ignore[arg-type]
+
+
+def settled(billing: FakeBilling) -> list[tuple[str, Usage, UsageSource, str]]:
+    return [
+        (s.request_id, usage_from_proto(s.usage) or Usage(0, 0, 0),
+         UsageSource(s.usage_source), s.channel)
+        for s in billing.settles
+    ]
 
 
 def test_reported_usage_wins() -> None:
@@ -65,10 +49,10 @@ def test_delivered_text_or_a_gone_client_is_estimated() -> None:
 
 async def test_settle_then_lease_release_with_actual_tokens() -> None:
     billing, leases = FakeBilling(), FakeLeases()
-    settler = Settler(billing, leases, backoff_s=0)
+    settler = settler_for(billing, leases, backoff_s=0)
     settler.finish(outcome(usage=Usage(5, 6, 11), channel="c"))
     await settler.drain()
-    assert billing.settles == [("r1", Usage(5, 6, 11), UsageSource.UPSTREAM, "c")]
+    assert settled(billing) == [("r1", Usage(5, 6, 11), UsageSource.UPSTREAM, "c")]
     assert billing.releases == []
     assert leases.releases == [("r1", "r1", "k1", 11)]
     assert settler.pending == 0
@@ -76,47 +60,68 @@ async def test_settle_then_lease_release_with_actual_tokens() -> None:
 
 async def test_release_when_nothing_was_consumed() -> None:
     billing, leases = FakeBilling(), FakeLeases()
-    settler = Settler(billing, leases, backoff_s=0)
-    settler.finish(outcome())
+    settler = settler_for(billing, leases, backoff_s=0)
+    settler.finish(outcome(channel="c"))
     await settler.drain()
-    assert billing.settles == [] and billing.releases == ["r1"]
+    assert billing.settles == []
+    assert [r.request_id for r in billing.releases] == ["r1"]
+    assert billing.releases[0].HasField("outcome")  # the request ran: the log records it
+    assert billing.releases[0].outcome.status == billing_pb2.REQUEST_STATUS_ERROR
     assert leases.releases == [("r1", "r1", "k1", 0)]
 
 
 async def test_settle_retries_unavailable_then_succeeds() -> None:
     billing, leases = FakeBilling([grpc.StatusCode.UNAVAILABLE] * 2), FakeLeases()
-    settler = Settler(billing, leases, attempts=3, backoff_s=0)
+    settler = settler_for(billing, leases, attempts=3, backoff_s=0)
     settler.finish(outcome(usage=Usage(1, 1, 2)))
     await settler.drain()
     assert billing.attempts == 3 and len(billing.settles) == 1
+    assert await settler.outbox.spool.depth() == 0
     assert len(leases.releases) == 1  # the lease is released after the settle
 
 
-async def test_settle_gives_up_and_logs_but_still_releases_the_lease(caplog) -> None:  # type: ignore[no-untyped-def]
-    billing, leases = FakeBilling([grpc.StatusCode.UNAVAILABLE] * 5), FakeLeases()
-    settler = Settler(billing, leases, attempts=3, backoff_s=0)
-    settler.finish(outcome(usage=Usage(1, 1, 2)))
+async def test_unreachable_billing_spools_the_settle_and_the_drain_applies_it_once() -> None:
+    billing, leases = FakeBilling([grpc.StatusCode.DEADLINE_EXCEEDED] * 3), FakeLeases()
+    settler = settler_for(billing, leases, attempts=2, backoff_s=0)
+    spooled = SPOOLED.labels("settle")._value.get()
+    settler.finish(outcome(usage=Usage(1, 1, 2), channel="c"))
     await settler.drain()
-    assert billing.attempts == 3 and billing.settles == []
-    assert "settle_credit gave up after 3" in caplog.text
-    assert len(leases.releases) == 1
+    assert billing.settles == [] and await settler.outbox.spool.depth() == 1
+    assert SPOOLED.labels("settle")._value.get() == spooled + 1
+    assert len(leases.releases) == 1  # the lease does not wait for billing
+    assert await settler.outbox.drain() is False  # billing still down: the entry stays
+    assert await settler.outbox.spool.depth() == 1
+    assert await settler.outbox.drain() is True
+    assert settled(billing) == [("r1", Usage(1, 1, 2), UsageSource.UPSTREAM, "c")]
+    assert await settler.outbox.spool.depth() == 0
+    assert await settler.outbox.drain() is True and len(billing.settles) == 1
+    await settler.outbox.close(1.0)
 
 
-async def test_non_retryable_errors_are_not_retried() -> None:
-    billing, leases = FakeBilling([grpc.StatusCode.INVALID_ARGUMENT]), FakeLeases()
-    settler = Settler(billing, leases, attempts=3, backoff_s=0)
+async def test_a_permanent_refusal_is_a_dead_letter_never_retried(caplog) -> None:  # type: ignore[no-untyped-def]
+    billing, leases = FakeBilling([grpc.StatusCode.NOT_FOUND]), FakeLeases()
+    settler = settler_for(billing, leases, attempts=3, backoff_s=0)
+    dead = DEAD_LETTERS.labels("settle")._value.get()
     settler.finish(outcome(usage=Usage(1, 1, 2)))
     await settler.drain()
     assert billing.attempts == 1
+    spool = settler.outbox.spool
+    assert isinstance(spool, SqliteSpool)
+    assert await spool.depth() == 0 and await spool.dead_letters() == 1
+    assert DEAD_LETTERS.labels("settle")._value.get() == dead + 1
+    assert "r1" in caplog.text and "dead letter" in caplog.text
+    assert len(leases.releases) == 1
+    await settler.outbox.close(1.0)
 
 
-async def test_undo_releases_only_what_it_is_told() -> None:
+async def test_undo_releases_only_what_it_is_told_without_an_outcome() -> None:
     billing, leases = FakeBilling(), FakeLeases()
-    settler = Settler(billing, leases, backoff_s=0)
+    settler = settler_for(billing, leases, backoff_s=0)
     settler.undo("r2", "k1", hold=True, lease_id="")
     settler.undo("r3", "k1", hold=False, lease_id="r3")
     await settler.drain()
-    assert billing.releases == ["r2"]
+    assert [r.request_id for r in billing.releases] == ["r2"]
+    assert not billing.releases[0].HasField("outcome")  # the request never ran
     assert leases.releases == [("r3", "r3", "k1", 0)]
 
 
