@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import grpc
@@ -15,6 +15,7 @@ from apirelay.billing.v1 import billing_pb2, billing_pb2_grpc
 from apirelay.router.v1 import router_pb2_grpc
 from cli.addresses import Addresses
 from cli.home import Home
+from services.common.display import DisplayConfigError, DisplayCurrency
 from services.common.grpc_client import open_channel
 from services.common.money import nanos_to_usd, usd_to_nanos
 
@@ -22,7 +23,11 @@ CALL_TIMEOUT_S = 10.0
 
 
 class CommandError(Exception):
-    """A failure to report to the operator as one line."""
+    """A failure to report to the operator as one line, after any `output` lines."""
+
+    def __init__(self, message: str, output: Sequence[str] = ()) -> None:
+        super().__init__(message)
+        self.output = list(output)
 
 
 @dataclass(slots=True)
@@ -34,6 +39,7 @@ class AdminClient:
     billing: Any
     metadata: tuple[tuple[str, str], ...]
     router: Any = None
+    display: DisplayCurrency = field(default_factory=DisplayCurrency)
 
     async def account(self, name: str) -> auth_pb2.Account:
         """The account called `name`."""
@@ -45,7 +51,7 @@ class AdminClient:
 
     async def add_credit(self, account_id: str, usd: str, note: str) -> billing_pb2.Wallet:
         """Top up `account_id` by `usd` (a decimal string)."""
-        amount = _usd(usd)
+        amount = parse_usd(usd)
         if amount <= 0:
             raise CommandError("the amount must be positive")
         reply = await self.billing.AddCredit(
@@ -56,7 +62,8 @@ class AdminClient:
         return wallet
 
 
-def _usd(text: str) -> int:
+def parse_usd(text: str) -> int:
+    """An exact USD decimal string ("4.99", "-0.000000001") in nano-USD, or CommandError."""
     try:
         return usd_to_nanos(text)
     except ValueError as exc:
@@ -91,10 +98,13 @@ def _limit_text(value: int) -> str:
     return "default" if value == DEFAULT_LIMIT else "unlimited" if value < 0 else str(value)
 
 
-def _wallet_line(name: str, wallet: billing_pb2.Wallet) -> str:
-    return (f"{name}: balance {nanos_to_usd(wallet.balance_nanos)} USD "
+def wallet_line(name: str, wallet: billing_pb2.Wallet, display: DisplayCurrency) -> str:
+    """A wallet as one line: the balance exactly (and in the display currency), held, available."""
+    limit = wallet.credit_limit_nanos
+    return (f"{name}: balance {display.with_usd(wallet.balance_nanos)} "
             f"(held {nanos_to_usd(wallet.held_nanos)}, "
-            f"available {nanos_to_usd(wallet.available_nanos)})")
+            f"available {nanos_to_usd(wallet.available_nanos)}"
+            + (f", credit limit {nanos_to_usd(limit)}" if limit else "") + ")")
 
 
 async def accounts_create(client: AdminClient, args: argparse.Namespace) -> list[str]:
@@ -106,7 +116,7 @@ async def accounts_create(client: AdminClient, args: argparse.Namespace) -> list
     lines = [f"created account {reply.account.name} ({reply.account.account_id})"]
     if args.credit is not None:
         wallet = await client.add_credit(reply.account.account_id, args.credit, "initial credit")
-        lines.append(_wallet_line(reply.account.name, wallet))
+        lines.append(wallet_line(reply.account.name, wallet, client.display))
     return lines
 
 
@@ -159,7 +169,7 @@ async def topup(client: AdminClient, args: argparse.Namespace) -> list[str]:
     """`topup NAME USD`."""
     account = await client.account(args.name)
     wallet = await client.add_credit(account.account_id, args.usd, "top-up")
-    return [_wallet_line(account.name, wallet)]
+    return [wallet_line(account.name, wallet, client.display)]
 
 
 async def balance(client: AdminClient, args: argparse.Namespace) -> list[str]:
@@ -169,7 +179,7 @@ async def balance(client: AdminClient, args: argparse.Namespace) -> list[str]:
         billing_pb2.GetBalanceRequest(account_id=account.account_id),
         metadata=client.metadata, timeout=CALL_TIMEOUT_S,
     )
-    return [_wallet_line(account.name, reply.wallet)]
+    return [wallet_line(account.name, reply.wallet, client.display)]
 
 
 async def run_admin(args: argparse.Namespace, environ: Mapping[str, str] = os.environ) -> list[str]:
@@ -177,6 +187,10 @@ async def run_admin(args: argparse.Namespace, environ: Mapping[str, str] = os.en
     admin_key = Home.from_env(environ).read_admin_key(environ)
     if not admin_key:
         raise CommandError("no admin key: set APIRELAY_ADMIN_KEY or run `apirelay up` first")
+    try:
+        display = DisplayCurrency.from_env(environ)
+    except DisplayConfigError as exc:
+        raise CommandError(str(exc)) from exc
     addresses = Addresses.from_env(environ)
     auth_channel = open_channel(addresses.dial("auth", environ))
     billing_channel = open_channel(addresses.dial("billing", environ))
@@ -186,6 +200,7 @@ async def run_admin(args: argparse.Namespace, environ: Mapping[str, str] = os.en
         billing_pb2_grpc.BillingServiceStub(billing_channel),
         (("authorization", f"Bearer {admin_key}"),),
         router_pb2_grpc.RouterServiceStub(router_channel),
+        display,
     )
     try:
         return list(await args.handler(client, args))

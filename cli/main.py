@@ -6,7 +6,7 @@ import argparse
 import asyncio
 import sys
 
-from cli import admin, channels
+from cli import admin, billing, channels, usage
 from cli.up import main_up
 
 
@@ -43,15 +43,18 @@ def _parser() -> argparse.ArgumentParser:
     krevoke = keys.add_parser("revoke", help="revoke a key")
     krevoke.add_argument("key_id")
     krevoke.set_defaults(handler=admin.keys_revoke)
+    billing.add_key_budget_parser(keys)
 
     top = sub.add_parser("topup", help="add credit to an account")
     top.add_argument("name")
     top.add_argument("usd", metavar="USD")
     top.set_defaults(handler=admin.topup)
-    bal = sub.add_parser("balance", help="show an account's balance in USD")
+    bal = sub.add_parser("balance", help="show an account's balance (USD and display currency)")
     bal.add_argument("name")
     bal.set_defaults(handler=admin.balance)
     channels.add_parsers(sub, admin.router_command)
+    billing.add_parsers(sub)
+    usage.add_parsers(sub)
     return parser
 
 
@@ -64,6 +67,8 @@ def main(argv: list[str] | None = None) -> int:
         for line in asyncio.run(admin.run_admin(args)):
             print(line)
     except admin.CommandError as exc:
+        for line in exc.output:
+            print(line)
         print(f"apirelay: {exc}", file=sys.stderr)
         return 1
     return 0
