@@ -137,11 +137,13 @@ class StreamRelay:
     ) -> None:
         if not chunks:
             return
-        if record:
-            self._record_chunks(chunks)
         async with self._writing:
             await response.write(self._format.encode(chunks))
             self._last_write = asyncio.get_running_loop().time()
+        # Recorded once written: a chunk whose write failed (the client left) was not
+        # delivered, so it is not billed.
+        if record:
+            self._record_chunks(chunks)
 
     async def _finish(
         self, request: web.Request, response: web.StreamResponse, error: ApiError | None

@@ -26,6 +26,17 @@ class CallKind(enum.Enum):
 
     SETTLE = "settle"
     RELEASE = "release"
+    # An entry whose kind this version does not know (corruption, or a newer edge's
+    # entry): it goes to the dead letters instead of blocking the drain.
+    UNREADABLE = "unreadable"
+
+    @classmethod
+    def parse(cls, text: str) -> CallKind:
+        """The kind named `text`, UNREADABLE when there is none."""
+        try:
+            return cls(text)
+        except ValueError:
+            return cls.UNREADABLE
 
 
 @dataclass(frozen=True, slots=True)

@@ -157,7 +157,9 @@ class Outbox:
         releases: list[tuple[SpoolEntry, billing_pb2.ReleaseCreditRequest]] = []
         for entry in entries:
             try:
-                if entry.call.kind is CallKind.SETTLE:
+                if entry.call.kind is CallKind.UNREADABLE:
+                    result.dead.append((entry, "unknown kind"))
+                elif entry.call.kind is CallKind.SETTLE:
                     settles.append((entry, billing_pb2.SettleCreditRequest.FromString(
                         entry.call.payload)))
                 else:

@@ -146,5 +146,5 @@ def _call(fields: dict[Any, Any]) -> SpooledCall:
     def get(name: str) -> Any:
         return fields.get(name.encode(), fields.get(name))
 
-    return SpooledCall(CallKind(_text(get("kind"))), _text(get("request_id") or b""),
+    return SpooledCall(CallKind.parse(_text(get("kind") or b"")), _text(get("request_id") or b""),
                        bytes(get("payload") or b""))

@@ -74,7 +74,7 @@ class SqliteSpool:
         ) as cursor:
             rows = await cursor.fetchall()
         return [
-            SpoolEntry(str(row[0]), SpooledCall(CallKind(row[1]), str(row[2]), bytes(row[3])))
+            SpoolEntry(str(row[0]), SpooledCall(CallKind.parse(str(row[1])), str(row[2]), bytes(row[3])))
             for row in rows
         ]
 

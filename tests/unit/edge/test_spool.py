@@ -120,6 +120,19 @@ async def test_drain_acks_applied_buries_refused_and_keeps_the_rest() -> None:
     await spool.close()
 
 
+async def test_an_entry_of_an_unknown_kind_is_dead_lettered_not_blocking(tmp_path: Path) -> None:
+    path = tmp_path / "spool.db"
+    spool, billing = SqliteSpool(str(path)), ScriptedBilling()
+    await spool.put(settle("a"))
+    with sqlite3.connect(path) as raw:  # an entry this version cannot read
+        raw.execute("UPDATE spool SET kind = 'refund'")
+    await spool.put(settle("b"))
+    assert await Outbox(spool, billing).drain() is True
+    assert billing.applied == ["b"]
+    assert await spool.depth() == 0 and await spool.dead_letters() == 1
+    await spool.close()
+
+
 async def test_while_billing_is_down_nothing_leaves_the_spool() -> None:
     spool, billing = SqliteSpool(":memory:"), ScriptedBilling()
     outbox = Outbox(spool, billing)
