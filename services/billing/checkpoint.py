@@ -13,18 +13,19 @@ from __future__ import annotations
 import logging
 import sqlite3
 import threading
+from datetime import timedelta
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_INTERVAL_S = 1.0
+DEFAULT_INTERVAL = timedelta(seconds=1)
 
 
 class WalCheckpointer:
     """Checkpoints one database file's WAL from a daemon thread until stopped."""
 
-    def __init__(self, path: str, interval_s: float = DEFAULT_INTERVAL_S) -> None:
+    def __init__(self, path: str, interval: timedelta = DEFAULT_INTERVAL) -> None:
         self._path = path
-        self._interval = interval_s
+        self._interval = interval.total_seconds()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="billing-wal-checkpoint",
                                         daemon=True)

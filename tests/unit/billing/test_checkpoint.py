@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 import time
+from datetime import timedelta
 from pathlib import Path
 
 from services.billing.checkpoint import WalCheckpointer
@@ -23,7 +24,7 @@ def test_checkpoints_move_the_wal_into_the_database_file(tmp_path: Path) -> None
     for i in range(200):
         writer.execute("INSERT INTO t (payload) VALUES (?)", ("x" * 500 + str(i),))
     size_before = path.stat().st_size
-    checkpointer = WalCheckpointer(str(path), interval_s=0.02)
+    checkpointer = WalCheckpointer(str(path), interval=timedelta(milliseconds=20))
     checkpointer.start()
     deadline = time.monotonic() + 5
     while checkpointer.checkpoints == 0 and time.monotonic() < deadline:

@@ -20,7 +20,6 @@ ROOT = Path(__file__).resolve().parents[3]
 UNITS = ("image/1024x1024/hd", "audio_second", "character")
 # Not money: the WAL checkpointer's cadence in seconds (services/billing/checkpoint.py is
 # outside this change; converting it to a timedelta is requested in the report).
-FLOAT_ALLOWED = {("checkpoint.py", "interval_s")}
 
 
 def oracle(tariff: Tariff, metered: Metered) -> int:
@@ -164,7 +163,7 @@ def test_no_float_annotation_in_billing_or_the_charge_formula() -> None:
     files.append(ROOT / "services" / "common" / "charges.py")
     assert len(files) > 20
     found = [hit for path in files for hit in _float_annotations(path)]
-    assert [hit for hit in found if hit not in FLOAT_ALLOWED] == []
+    assert found == []
 
 
 def test_the_scan_finds_a_float_annotation(tmp_path: Path) -> None:
