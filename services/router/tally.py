@@ -52,6 +52,7 @@ class StreamTally:
         self._hold = HoldBack()
         self._texts: list[str] = []
         self._usage: Usage | None = None
+        self._prompt_usage: Usage | None = None
         self.finish_reason = ""
 
     @property
@@ -63,6 +64,8 @@ class StreamTally:
         """Account for `piece`; return the chunks to deliver now (maybe none)."""
         if piece.usage is not None:
             self._usage = piece.usage
+        if piece.prompt_usage is not None:
+            self._prompt_usage = piece.prompt_usage
         if piece.finish_reason and not self.finish_reason:
             self.finish_reason = piece.finish_reason
         if piece.chunk is None:
@@ -86,7 +89,12 @@ class StreamTally:
         if self._usage is not None:
             return self._usage, True
         completion = self.estimate_completion("".join(self._texts), len(self._texts))
-        return Usage(self._chat.estimated_prompt_tokens(), completion), False
+        known = self._prompt_usage
+        if known is None:
+            return Usage(self._chat.estimated_prompt_tokens(), completion), False
+        # The prompt as the upstream reported it before the cut, cache counts included.
+        return Usage(known.prompt_tokens, completion, known.cached_prompt_tokens,
+                     cache_write_prompt_tokens=known.cache_write_prompt_tokens), False
 
     @staticmethod
     def estimate_completion(text: str, content_chunks: int) -> int:

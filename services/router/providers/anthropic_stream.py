@@ -88,7 +88,10 @@ class StreamTranslator:
         self._id = str(field_of(message, "id") or "")
         self._model = str(field_of(message, "model") or "")
         self._merge_usage(field_of(message, "usage"))
-        return [StreamPiece(self._delta({"role": "assistant", "content": ""}))]
+        piece = StreamPiece(self._delta({"role": "assistant", "content": ""}))
+        if self._usage:
+            piece.prompt_usage = usage_of(self._usage)
+        return [piece]
 
     def _block_start(self, data: dict[str, Any]) -> list[StreamPiece]:
         block = field_of(data, "content_block")

@@ -89,6 +89,10 @@ class StreamPiece:
     usage: Usage | None = None
     is_output: bool = False
     is_last: bool = False
+    # The prompt counts an upstream reports before its output (Anthropic's message_start):
+    # kept for a stream that ends without its final usage, so its prompt and cache
+    # counts are billed as reported and only the completion is counted by the router.
+    prompt_usage: Usage | None = None
 
 
 @dataclass(frozen=True, slots=True)
