@@ -5,7 +5,9 @@ See `budgets.py` for the rules; these statements only move rows.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import Connection, bindparam, delete, select, update
 from sqlalchemy.dialects import postgresql, sqlite
@@ -24,9 +26,9 @@ _BUDGET_COLUMNS = (
     KeyBudgetRow.month_spent_nanos,
     KeyBudgetRow.held_nanos,
 )
-_LOCK_BUDGET_SQL = Statement(
-    select(*_BUDGET_COLUMNS).where(KeyBudgetRow.key_id == bindparam("b_key")).with_for_update()
-)
+_READ_BUDGET = select(*_BUDGET_COLUMNS).where(KeyBudgetRow.key_id == bindparam("b_key"))
+_READ_BUDGET_SQL = Statement(_READ_BUDGET)
+_LOCK_BUDGET_SQL = Statement(_READ_BUDGET.with_for_update())
 _WRITE_BUDGET_SQL = Statement(
     update(KeyBudgetRow)
     .where(KeyBudgetRow.key_id == bindparam("b_key"))
@@ -42,13 +44,9 @@ _WRITE_BUDGET_SQL = Statement(
 )
 
 
-
 def lock_budget(conn: Connection, key_id: str) -> KeyBudget | None:
     """The key's budget row under FOR UPDATE; None when the key has no budget."""
-    row = one_or_none(_LOCK_BUDGET_SQL.rows(conn, {"b_key": key_id}))
-    if row is None:
-        return None
-    return KeyBudget(key_id, row[0], row[1], row[2], row[3], row[4], row[5], row[6])
+    return _budget(key_id, one_or_none(_LOCK_BUDGET_SQL.rows(conn, {"b_key": key_id})))
 
 
 def write_budget(conn: Connection, budget: KeyBudget, at: datetime) -> None:
@@ -67,12 +65,12 @@ def write_budget(conn: Connection, budget: KeyBudget, at: datetime) -> None:
 
 def read_budget(conn: Connection, key_id: str) -> KeyBudget | None:
     """The key's budget as stored (periods not rolled); None when it has none."""
-    row = conn.execute(
-        select(*_BUDGET_COLUMNS).where(KeyBudgetRow.key_id == key_id)
-    ).one_or_none()
-    if row is None:
-        return None
-    return KeyBudget(key_id, *row)
+    return _budget(key_id, one_or_none(_READ_BUDGET_SQL.rows(conn, {"b_key": key_id})))
+
+
+def _budget(key_id: str, row: Sequence[Any] | None) -> KeyBudget | None:
+    # The row holds _BUDGET_COLUMNS, in KeyBudget's field order after key_id.
+    return None if row is None else KeyBudget(key_id, *row)
 
 
 def set_limits(conn: Connection, budget: KeyBudget, at: datetime) -> None:

@@ -7,12 +7,12 @@ from typing import TYPE_CHECKING, Any, TypeAlias
 import grpc
 
 from apirelay.billing.v1 import billing_pb2, billing_pb2_grpc
-from apirelay.common.v1 import batch_pb2, usage_pb2
+from apirelay.common.v1 import batch_pb2
 from services.billing.admin import LedgerAdmin
 from services.billing.admin_service import AdminMethods
 from services.billing.admin_wire import optional_time
 from services.billing.core import Ledger, ReserveDecision, SettleRequest
-from services.billing.domain import NO_OUTCOME, Usage, UsageSource
+from services.billing.domain import NO_OUTCOME, Usage
 from services.billing.errors import (
     AmountOutOfRange,
     BatchAlreadyExists,
@@ -37,6 +37,7 @@ from services.billing.metrics import (
 from services.billing.price_wire import price_to_proto, tariff_to_proto
 from services.billing.usage_service import UsageQueries
 from services.billing.wire import (
+    SOURCES,
     outcome_from_proto,
     release_outcome,
     reserve_from_proto,
@@ -67,10 +68,6 @@ _DECISIONS = {
     ReserveDecision.INSUFFICIENT_BALANCE: billing_pb2.RESERVE_DECISION_INSUFFICIENT_BALANCE,
     ReserveDecision.MODEL_NOT_PRICED: billing_pb2.RESERVE_DECISION_MODEL_NOT_PRICED,
     ReserveDecision.KEY_BUDGET_EXCEEDED: billing_pb2.RESERVE_DECISION_KEY_BUDGET_EXCEEDED,
-}
-_SOURCES = {
-    usage_pb2.USAGE_SOURCE_UPSTREAM: UsageSource.UPSTREAM,
-    usage_pb2.USAGE_SOURCE_ESTIMATED: UsageSource.ESTIMATED,
 }
 
 
@@ -178,7 +175,7 @@ class BillingServicer(AdminMethods, billing_pb2_grpc.BillingServiceServicer):
     ) -> billing_pb2.SettleCreditResponse:
         if not request.HasField("usage"):
             raise InvalidBillingRequest("usage is required")
-        source = _SOURCES.get(request.usage_source)
+        source = SOURCES.get(request.usage_source)
         if source is None:
             raise InvalidBillingRequest("usage_source must be UPSTREAM or ESTIMATED")
         usage = usage_from_proto(request.usage)

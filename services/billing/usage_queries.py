@@ -7,7 +7,7 @@ as naive text (read back here as UTC), PostgreSQL as timestamptz.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
@@ -23,6 +23,7 @@ from sqlalchemy import (
     select,
 )
 
+from services.billing.ledger_queries import utc
 from services.billing.models import UsageRecordRow
 
 _RECORDS = UsageRecordRow.__table__
@@ -101,13 +102,6 @@ class DailyLine:
 _LINE_COLUMNS = [_RECORDS.c[name] for name in UsageLine.__dataclass_fields__]
 
 
-def as_utc(moment: datetime) -> datetime:
-    """A stored timestamp as an aware UTC datetime (SQLite returns naive UTC)."""
-    if moment.tzinfo is None:
-        return moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC)
-
-
 def read_usage_page(
     conn: Connection, where: UsageFilter, after: PagePosition | None, limit: int
 ) -> list[UsageLine]:
@@ -178,5 +172,5 @@ def _filter_conditions(where: UsageFilter) -> list[ColumnElement[bool]]:
 
 def _line(row: Row[Any]) -> UsageLine:
     values = dict(row._mapping)
-    values["created_at"] = as_utc(values["created_at"])
+    values["created_at"] = utc(values["created_at"])
     return UsageLine(**values)

@@ -16,10 +16,9 @@ import json
 import re
 from datetime import UTC, date, datetime
 
-from google.protobuf.timestamp_pb2 import Timestamp
-
 from apirelay.billing.v1 import billing_pb2
 from apirelay.common.v1 import usage_pb2
+from services.billing.admin_wire import optional_time, timestamp
 from services.billing.errors import InvalidBillingRequest
 from services.billing.runner import TransactionRunner
 from services.billing.unit_json import load_units
@@ -32,21 +31,15 @@ from services.billing.usage_queries import (
     read_daily_usage,
     read_usage_page,
 )
+from services.billing.wire import SOURCES, STATUSES
 
 DEFAULT_PAGE_SIZE = 100
 MAX_PAGE_SIZE = 1000
 _TOKEN_VERSION = 1
 _DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
-_SOURCES = {
-    "upstream": usage_pb2.USAGE_SOURCE_UPSTREAM,
-    "estimated": usage_pb2.USAGE_SOURCE_ESTIMATED,
-}
-_STATUSES = {
-    "ok": billing_pb2.REQUEST_STATUS_OK,
-    "error": billing_pb2.REQUEST_STATUS_ERROR,
-    "client_closed": billing_pb2.REQUEST_STATUS_CLIENT_CLOSED,
-    "upstream_cut": billing_pb2.REQUEST_STATUS_UPSTREAM_CUT,
-}
+# The wire's tables read backwards: stored value -> proto enum.
+_SOURCES = {source.value: proto for proto, source in SOURCES.items()}
+_STATUSES = {status.value: proto for proto, status in STATUSES.items()}
 
 
 class UsageQueries:
@@ -62,8 +55,8 @@ class UsageQueries:
             account_id=req.account_id,
             key_id=req.key_id,
             model=req.model,
-            since=_time(req.since) if req.HasField("since") else None,
-            until=_time(req.until) if req.HasField("until") else None,
+            since=optional_time(req.HasField("since"), req.since),
+            until=optional_time(req.HasField("until"), req.until),
         )
         digest = filter_digest(where)
         after = decode_page_token(req.page_token, digest) if req.page_token else None
@@ -179,8 +172,6 @@ def record_to_proto(line: UsageLine) -> billing_pb2.UsageRecord:
         latency_ms=line.latency_ms,
         first_token_ms=line.first_token_ms,
     )
-    created_at = Timestamp()
-    created_at.FromDatetime(line.created_at)
     return billing_pb2.UsageRecord(
         request_id=line.request_id,
         account_id=line.account_id,
@@ -192,7 +183,7 @@ def record_to_proto(line: UsageLine) -> billing_pb2.UsageRecord:
         usage_source=_SOURCES.get(line.usage_source, usage_pb2.USAGE_SOURCE_UNSPECIFIED),
         cost_nanos=line.cost_nanos,
         outcome=outcome,
-        created_at=created_at,
+        created_at=timestamp(line.created_at),
     )
 
 
@@ -208,7 +199,3 @@ def daily_to_proto(line: DailyLine) -> billing_pb2.DailyUsage:
         cost_nanos=line.cost_nanos,
         failed_requests=line.failed_requests,
     )
-
-
-def _time(stamp: Timestamp) -> datetime:
-    return stamp.ToDatetime(tzinfo=UTC)

@@ -7,7 +7,14 @@ from collections.abc import Iterable, Mapping
 from apirelay.billing.v1 import billing_pb2
 from apirelay.common.v1 import usage_pb2
 from services.billing.core import ReserveRequest
-from services.billing.domain import RequestOutcome, RequestStatus, Usage, Wallet, unit_quantities
+from services.billing.domain import (
+    RequestOutcome,
+    RequestStatus,
+    Usage,
+    UsageSource,
+    Wallet,
+    unit_quantities,
+)
 from services.billing.errors import InvalidBillingRequest
 
 # The width of usage_records.error_code.
@@ -57,7 +64,12 @@ def reserve_from_proto(request: billing_pb2.ReserveCreditRequest) -> ReserveRequ
     )
 
 
-_STATUSES = {
+# Who counted the usage, as a settle may report it.
+SOURCES = {
+    usage_pb2.USAGE_SOURCE_UPSTREAM: UsageSource.UPSTREAM,
+    usage_pb2.USAGE_SOURCE_ESTIMATED: UsageSource.ESTIMATED,
+}
+STATUSES = {
     billing_pb2.REQUEST_STATUS_UNSPECIFIED: RequestStatus.UNSPECIFIED,
     billing_pb2.REQUEST_STATUS_OK: RequestStatus.OK,
     billing_pb2.REQUEST_STATUS_ERROR: RequestStatus.ERROR,
@@ -68,7 +80,7 @@ _STATUSES = {
 
 def outcome_from_proto(outcome: billing_pb2.RequestOutcome) -> RequestOutcome:
     """How a request went, from the wire; unknown statuses and negative times are invalid."""
-    status = _STATUSES.get(outcome.status)
+    status = STATUSES.get(outcome.status)
     if status is None:
         raise InvalidBillingRequest("outcome.status is not a known RequestStatus")
     if outcome.latency_ms < 0 or outcome.first_token_ms < 0:
