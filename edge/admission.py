@@ -47,12 +47,12 @@ async def admit(
     estimate: Estimate,
 ) -> Admission:
     """The granted lease and hold, or ApiError after undoing whichever was granted."""
-    acquire = clients.ratelimit.acquire(request_id, principal, model, estimate.total_tokens)
+    lease_id, acquire = clients.ratelimit.start_acquire(
+        request_id, principal, model, estimate.total_tokens)
     reserve = clients.billing.reserve(
         request_id, principal, model, estimate.prompt_tokens, estimate.max_completion_tokens,
         estimate.units,
     )
-    lease_id = clients.ratelimit.possible_lease_id(request_id, principal, model)
     both = asyncio.gather(acquire, reserve, return_exceptions=True)
     try:
         lease, hold = await asyncio.shield(both)

@@ -11,7 +11,7 @@ would have raised (edge.batch_results).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping, Sequence
+from collections.abc import Coroutine, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,7 +23,7 @@ from apirelay.ratelimit.v1 import ratelimit_pb2, ratelimit_pb2_grpc
 from edge import translate
 from edge.batch_results import TaggedRelease, charged, outcomes, released
 from edge.batching import DEFAULT_MAX_BATCH, DEFAULT_MAX_IN_FLIGHT, Batcher
-from edge.domain import NO_UNITS, AuthOutcome, Lease, Principal, Reservation
+from edge.domain import NO_UNITS, AuthOutcome, Lease, LimitRule, Principal, Reservation
 from edge.limits import LimitPolicy
 from edge.router_client import RouterClient, metadata, unary
 from services.common.limits_config import LimitsConfig
@@ -59,6 +59,10 @@ NO_LEASE = Lease(allowed=True, lease_id="", denied=None, states=())
 DEFAULT_POLICY = LimitPolicy(LimitsConfig())
 
 
+async def _empty_lease() -> Lease:
+    return NO_LEASE
+
+
 def _same(response: ratelimit_pb2.AcquireLeaseResponse) -> ratelimit_pb2.AcquireLeaseResponse:
     return response
 
@@ -90,18 +94,27 @@ class RateLimitClient:
 
         A request without limits has nothing to count: no call is made, the lease is empty.
         """
+        _, lease = self.start_acquire(request_id, principal, model, estimated_tokens)
+        return await lease
+
+    def start_acquire(
+        self, request_id: str, principal: Principal, model: str, estimated_tokens: int
+    ) -> tuple[str, Coroutine[Any, Any, Lease]]:
+        """The lease an acquire may hold even if its answer is lost, and the acquire.
+
+        The limiter uses the request id as the lease id; "" when no call is sent. The
+        request's limits are looked up once for both.
+        """
         rules = self._policy.rules(principal, model)
         if not rules:
-            return NO_LEASE
+            return "", _empty_lease()
         request = translate.acquire_request(request_id, principal, model, rules, estimated_tokens)
+        return request_id, self._lease(request, rules)
+
+    async def _lease(
+        self, request: ratelimit_pb2.AcquireLeaseRequest, rules: tuple[LimitRule, ...]
+    ) -> Lease:
         return translate.lease(await self._acquires.submit(request), rules)
-
-    def possible_lease_id(self, request_id: str, principal: Principal, model: str) -> str:
-        """The lease an acquire for this request may hold even if its answer was lost.
-
-        The limiter uses the request id as the lease id; "" when no acquire was sent.
-        """
-        return request_id if self._policy.rules(principal, model) else ""
 
     async def release(
         self, request_id: str, lease_id: str, subject: str, actual_tokens: int

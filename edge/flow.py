@@ -192,7 +192,7 @@ async def _stream(
         nanos = cost.nanos(Usage(0, 0, 0, units=outcome.metering.units))
         if nanos is not None:
             headers[COST_HEADER] = usd(nanos)
-    setup = StreamSetup(stream_format, request.app[SETTINGS].keepalive_s, request[STARTED_AT],
-                        cost, job.endpoint.operation.value)
+    setup = StreamSetup(stream_format, request.app[SETTINGS].keepalive_s, cost,
+                        job.endpoint.operation.value)
     relay = StreamRelay(_open_stream(request, principal, job), outcome, setup)
     return await relay.run(request, headers)

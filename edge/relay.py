@@ -40,7 +40,6 @@ class StreamSetup:
 
     format: StreamFormat
     keepalive_s: float
-    started_at: float
     cost: CostReporter
     endpoint: str
 
@@ -98,7 +97,7 @@ class StreamRelay:
     ) -> None:
         if item.chunks:
             self._outcome.mark_first_byte()
-            ttfb = self._outcome.first_byte_at - self._setup.started_at
+            ttfb = self._outcome.first_byte_at - self._outcome.started_at
             STREAM_TTFB.labels(self._setup.endpoint).observe(ttfb)
         keepalive = None
         if item.end is None and self._format.sse:

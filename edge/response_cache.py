@@ -166,8 +166,8 @@ async def _admit_free(
 ) -> tuple[tuple[LimitState, ...], int | None]:
     app, request_id = request.app, request[REQUEST_ID]
     limiter, settler = app[CLIENTS].ratelimit, app[SETTLER]
-    possible = limiter.possible_lease_id(request_id, principal, model)
-    acquire = asyncio.ensure_future(limiter.acquire(request_id, principal, model, 0))
+    possible, call = limiter.start_acquire(request_id, principal, model, 0)
+    acquire = asyncio.ensure_future(call)
     try:
         lease = await asyncio.shield(acquire)
     except asyncio.CancelledError:

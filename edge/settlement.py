@@ -17,8 +17,6 @@ import time
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, Protocol
 
-import grpc
-
 from apirelay.billing.v1 import billing_pb2
 from edge import translate
 from edge.domain import Usage
@@ -27,12 +25,10 @@ from edge.metrics import SETTLEMENT_FAILURES, USAGE_REJECTED
 from edge.outcome import Outcome
 from edge.request_report import RequestReport
 from edge.spool import Holds, SpooledCall, encode_release, encode_settle
-from edge.spool_drain import Outbox
+from edge.spool_drain import RETRYABLE, Outbox
 from edge.usage_guard import Rejection
 
 logger = logging.getLogger(__name__)
-
-_RETRYABLE = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED})
 
 
 class Leases(Protocol):
@@ -150,7 +146,7 @@ class Settler:
                 await send()
                 return
             except UpstreamError as exc:
-                if exc.code not in _RETRYABLE:
+                if exc.code not in RETRYABLE:
                     await self._keep(encode(), f"{exc.code.name}: {exc.details}")
                     return
             except Exception:  # effect unknown: the idempotent spool path settles it
@@ -178,7 +174,7 @@ class Settler:
                 await call()
                 return
             except UpstreamError as exc:
-                if exc.code not in _RETRYABLE or attempt == self._attempts - 1:
+                if exc.code not in RETRYABLE or attempt == self._attempts - 1:
                     SETTLEMENT_FAILURES.labels(operation).inc()
                     logger.error("%s gave up after %d attempt(s): %s %s", operation,
                                  attempt + 1, exc.code.name, exc.details)

@@ -26,6 +26,7 @@ from edge.spool import CallKind, Holds, Spool, SpooledCall, SpoolEntry
 
 logger = logging.getLogger(__name__)
 
+# Billing may take the call later: retried and kept (edge.settlement uses it too).
 RETRYABLE = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED})
 
 

@@ -4,7 +4,7 @@ An upstream's usage decides what the client pays, so it is checked before it is
 billed: negative counts would credit the wallet, a completion above the request's own
 cap cannot be real, and zero completion tokens for text the client received would
 bill delivered output as free. Such a usage is replaced by the edge's count (see
-edge.settlement.Outcome.charge).
+edge.outcome.Outcome.charge).
 """
 
 from __future__ import annotations

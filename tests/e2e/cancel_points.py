@@ -101,6 +101,19 @@ class _CountedStream:
         self._stream.cancel()
 
 
+def _counted_start(name: str, start: Callable[..., Any]) -> Callable[..., Any]:
+    """`start_acquire`, whose returned acquire (awaited later, by admission) is counted."""
+    def proxy(*args: Any, **kwargs: Any) -> Any:
+        lease_id, acquire = start(*args, **kwargs)
+
+        async def awaited() -> Any:
+            return await acquire
+
+        return lease_id, _counted(name, awaited)()
+
+    return proxy
+
+
 def _counted_stream(open_stream: Callable[..., Any]) -> Callable[..., Any]:
     def proxy(*args: Any, **kwargs: Any) -> Any:
         return _CountedStream(open_stream(*args, **kwargs))
@@ -139,8 +152,11 @@ class CancelPoints:
 
     def instrument(self, clients: Clients) -> None:
         """Wrap the request-path calls of `clients` (the objects are patched in place)."""
+        # Admission takes the limiter's acquire from start_acquire (the lease id with it).
+        clients.ratelimit.start_acquire = _counted_start(  # type: ignore[method-assign]
+            "RateLimitClient.acquire", clients.ratelimit.start_acquire)
         wraps = (
-            (clients.ratelimit, "acquire"), (clients.billing, "reserve"),
+            (clients.billing, "reserve"),
             (clients.router, "create"), (clients.router, "relay"),
             (clients.router, "list_models"),
         )
