@@ -11,8 +11,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from apirelay.router.v1 import router_pb2
+from cli.admin import CALL_TIMEOUT_S
 
-CALL_TIMEOUT_S = 10.0
 # A test makes one upstream call per key, each with its own timeout.
 TEST_TIMEOUT_S = 120.0
 SOURCES = {router_pb2.CHANNEL_SOURCE_CONFIG: "config", router_pb2.CHANNEL_SOURCE_ADMIN: "admin",

@@ -20,13 +20,12 @@ from apirelay.auth.v1 import auth_pb2
 from apirelay.billing.v1 import billing_pb2
 from apirelay.common.v1 import usage_pb2
 from cli.admin import CALL_TIMEOUT_S, AdminClient, CommandError
-from cli.billing import day_arg, day_start, stamp_text
+from cli.billing import MAX_PAGE, day_arg, day_start, stamp_text
 from services.common.display import DisplayCurrency
 from services.common.money import nanos_to_usd
 
 DEFAULT_LIMIT = 100
 DAILY = "daily"
-MAX_PAGE = 1000
 RECORD_COLUMNS = (
     "created_at", "request_id", "account", "key", "model", "channel", "prompt", "completion",
     "cached", "cache_write", "reasoning", "cost_usd", "status", "error_code", "stream",

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from services.common.gateway_models import ConfigError, int_at_least
+from services.common.gateway_models import ConfigError, flag, int_at_least
 
 FIELDS = ("enabled", "ttl_s", "prefix_chars", "max_entries")
 
@@ -40,9 +40,7 @@ def parse_affinity(raw: Any, where: str) -> AffinityConfig:
     if unknown:
         raise ConfigError(f"{where}: unknown option {unknown[0]!r}")
     defaults = AffinityConfig()
-    enabled = raw.get("enabled", defaults.enabled)
-    if not isinstance(enabled, bool):
-        raise ConfigError(f"{where}.enabled: expected true or false, got {enabled!r}")
+    enabled = flag(raw.get("enabled", defaults.enabled), f"{where}.enabled")
     ttl = raw.get("ttl_s", defaults.ttl_s)
     if isinstance(ttl, bool) or not isinstance(ttl, int | float) or ttl <= 0:
         raise ConfigError(f"{where}.ttl_s: expected a number of seconds > 0, got {ttl!r}")

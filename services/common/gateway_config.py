@@ -22,6 +22,7 @@ from services.common.gateway_models import (
     ConfigError,
     ModelEntry,
     ModelPrice,
+    flag,
     int_at_least,
     parse_models,
 )
@@ -193,14 +194,14 @@ def parse_gateway_config(raw: Any, source: str = "<config>") -> GatewayConfig:
     """Validate an already-parsed YAML document."""
     if not isinstance(raw, dict):
         raise ConfigError(f"{source}: the top level must be a mapping")
-    builtin = _flag(raw.get("builtin_models", True), f"{source}: builtin_models")
+    builtin = flag(raw.get("builtin_models", True), f"{source}: builtin_models")
     models = parse_models(raw.get("models"), source, builtin)
     channels = tuple(
         _channel(c, f"{source}: channels[{i}]") for i, c in enumerate(raw.get("channels") or [])
     )
     groups = _groups(raw.get("groups"), f"{source}: groups")
     config = GatewayConfig(models, (), groups,
-                           _flag(raw.get("auto_channels", True), f"{source}: auto_channels"),
+                           flag(raw.get("auto_channels", True), f"{source}: auto_channels"),
                            limits=parse_limits(raw.get("limits"), f"{source}: limits"),
                            affinity=parse_affinity(raw.get("affinity"), f"{source}: affinity"),
                            queue=_queue(raw.get("queue"), f"{source}: queue"))
@@ -260,12 +261,6 @@ def _groups(raw: Any, where: str) -> dict[str, int]:
     return groups
 
 
-def _flag(value: Any, where: str) -> bool:
-    if not isinstance(value, bool):
-        raise ConfigError(f"{where}: expected true or false, got {value!r}")
-    return value
-
-
 def _choice(value: Any, choices: tuple[str, ...], where: str) -> str:
     if value is None:
         return ""
@@ -275,7 +270,7 @@ def _choice(value: Any, choices: tuple[str, ...], where: str) -> str:
 
 
 def _optional_flag(raw: Mapping[str, Any], key: str, where: str) -> bool | None:
-    return None if raw.get(key) is None else _flag(raw[key], f"{where}.{key}")
+    return None if raw.get(key) is None else flag(raw[key], f"{where}.{key}")
 
 
 def _string_map(raw: Any, where: str) -> dict[str, str]:

@@ -154,6 +154,13 @@ def int_at_least(value: Any, where: str, minimum: int = 0) -> int:
     return value
 
 
+def flag(value: Any, where: str) -> bool:
+    """`value` as a YAML boolean, else ConfigError naming `where`."""
+    if not isinstance(value, bool):
+        raise ConfigError(f"{where}: expected true or false, got {value!r}")
+    return value
+
+
 def parse_model(raw: Any, where: str) -> ModelEntry:
     """One entry of a `models` list."""
     if not isinstance(raw, dict) or not isinstance(raw.get("id"), str):
