@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
-from typing import TypeVar
+from collections.abc import Iterable
 
 from google.protobuf.duration_pb2 import Duration
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -24,9 +23,6 @@ from services.ratelimit.limits import (
     Rule,
 )
 
-T = TypeVar("T")
-U = TypeVar("U")
-
 _TO_PROTO: dict[LimitKind | None, pb.LimitKind.ValueType] = {
     None: pb.LIMIT_KIND_UNSPECIFIED,
     LimitKind.RPM: pb.LIMIT_KIND_RPM,
@@ -35,14 +31,6 @@ _TO_PROTO: dict[LimitKind | None, pb.LimitKind.ValueType] = {
     LimitKind.RPD: pb.LIMIT_KIND_RPD,
 }
 _FROM_PROTO = {value: kind for kind, value in _TO_PROTO.items() if kind is not None}
-
-
-def attempt(convert: Callable[[T], U], item: T) -> U | InvalidArgument:
-    """`convert(item)`, or the InvalidArgument it raised (for batch items)."""
-    try:
-        return convert(item)
-    except InvalidArgument as exc:
-        return exc
 
 
 def lease_request(message: pb.AcquireLeaseRequest) -> LeaseRequest:

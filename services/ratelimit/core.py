@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import TypeVar
 
 from services.ratelimit import metrics
-from services.ratelimit.errors import InvalidArgument, StoreUnavailable
+from services.ratelimit.errors import InvalidArgument, StoreUnavailable, attempt
 from services.ratelimit.limits import (
     Acquisition,
     Check,
@@ -40,7 +40,6 @@ from services.ratelimit.rules import (
 from services.ratelimit.store import LimiterStore, MillisClock, monotonic_ms
 
 T = TypeVar("T")
-U = TypeVar("U")
 
 DEFAULT_LEASE_TTL_MS = 600_000
 # The most releases kept while the shared store is unreachable (the oldest drop first:
@@ -124,7 +123,7 @@ class Limiter:
     ) -> list[ReleaseResult | InvalidArgument]:
         """`release` for each lease in order, in one store call; invalid ones get their error."""
         resolved = [
-            item if isinstance(item, InvalidArgument) else _attempt(lease_release, item)
+            item if isinstance(item, InvalidArgument) else attempt(lease_release, item)
             for item in releases
         ]
         done = iter(await self._release_all([r for r in resolved if isinstance(r, Release)]))
@@ -263,10 +262,3 @@ def _lease_result(request: LeaseRequest, decided: _Decided) -> LeaseResult:
         decided_at_us=verdict.at_us,
         local=decided.local,
     )
-
-
-def _attempt(check: Callable[[T], U], item: T) -> U | InvalidArgument:
-    try:
-        return check(item)
-    except InvalidArgument as exc:
-        return exc

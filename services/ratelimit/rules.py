@@ -74,13 +74,9 @@ def lease_acquisition(
     amounts = {LimitKind.TPM: request.tokens}
     checks = _unique(tuple(
         _check(domain, rule, windows, amounts.get(rule.kind, 1)) for rule in rules))
-    subject, lease_id = quote(request.subject, safe=""), quote(request.lease_id, safe="")
+    record, token = _lease_names(domain, request.subject, request.lease_id)
     return Acquisition(
-        checks=checks,
-        token=f"{subject}/{lease_id}",
-        record=f"l:{quote(domain, safe='')}:{subject}:{lease_id}",
-        ttl_ms=request.ttl_ms or default_ttl_ms,
-    )
+        checks=checks, token=token, record=record, ttl_ms=request.ttl_ms or default_ttl_ms)
 
 
 def check_acquisition(request: CheckRequest, windows: StandardWindows, token: str) -> Acquisition:
@@ -99,13 +95,14 @@ def lease_release(release: LeaseRelease) -> Release:
     """The store's view of a release; raises InvalidArgument."""
     _check_id("subject", release.subject)
     _check_id("lease_id", release.lease_id)
-    domain = _domain(release.domain)
-    subject, lease_id = quote(release.subject, safe=""), quote(release.lease_id, safe="")
-    return Release(
-        record=f"l:{quote(domain, safe='')}:{subject}:{lease_id}",
-        token=f"{subject}/{lease_id}",
-        actual_tokens=release.actual_tokens,
-    )
+    record, token = _lease_names(_domain(release.domain), release.subject, release.lease_id)
+    return Release(record=record, token=token, actual_tokens=release.actual_tokens)
+
+
+def _lease_names(domain: str, subject: str, lease_id: str) -> tuple[str, str]:
+    """A lease's record key and its token in windows and slot sets (module docstring)."""
+    subject, lease_id = quote(subject, safe=""), quote(lease_id, safe="")
+    return f"l:{quote(domain, safe='')}:{subject}:{lease_id}", f"{subject}/{lease_id}"
 
 
 def descriptor_key(domain: str, descriptor: Descriptor) -> str:

@@ -13,7 +13,12 @@ from services.common.interceptor import ErrorTable
 from services.ratelimit import convert
 from services.ratelimit.cancel import CancelGuard, granted_lease, granted_leases
 from services.ratelimit.core import Limiter
-from services.ratelimit.errors import InvalidArgument, RateLimitError, StoreUnavailable
+from services.ratelimit.errors import (
+    InvalidArgument,
+    RateLimitError,
+    StoreUnavailable,
+    attempt,
+)
 from services.ratelimit.limits import LeaseResult, ReleaseResult
 from services.ratelimit.metrics import BATCH_ITEMS
 
@@ -61,7 +66,7 @@ class RateLimitServicer(ratelimit_pb2_grpc.RateLimitServiceServicer):
         meanwhile, the leases the batch grants are released again.
         """
         BATCH_ITEMS.labels("acquire").observe(len(request.leases))
-        requests = [convert.attempt(convert.lease_request, item) for item in request.leases]
+        requests = [attempt(convert.lease_request, item) for item in request.leases]
         results = await self._guard.run(
             self._limiter.acquire_many(requests), granted_leases(requests))
         return ratelimit_pb2.AcquireLeasesResponse(results=[_acquire_result(r) for r in results])
