@@ -130,6 +130,9 @@ class Failover:
         self.serving = {m.id: tuple(c for c in enabled if m.id in c.models) for m in config.models}
         self._fallbacks = {m.id: m.fallbacks for m in config.models}
         self._targets = {c.name: _targets(c, providers[c.name]) for c in enabled}
+        # Each model's whole pool, built once: most requests walk it unfiltered.
+        self._pools = {m: Pool(ch, model_not_found(m), None, self._of(ch))
+                       for m, ch in self.serving.items()}
         # Bound on first use: a channel serves few of the operations.
         self._metrics: dict[tuple[str, str], metrics.ChannelMetrics] = {}
 
@@ -150,6 +153,8 @@ class Failover:
         if channels and serves is not None:
             kept = tuple(c for c in channels if serves(self._targets[c.name][0].provider))
             return Pool(kept, unserved or model_not_found(model), serves, self._of(kept))
+        if serves is None and model in self._pools:
+            return self._pools[model]
         return Pool(channels, model_not_found(model), serves, self._of(channels))
 
     async def unary(

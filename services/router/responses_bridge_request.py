@@ -18,6 +18,7 @@ from typing import Any
 import orjson
 
 from services.router.errors import InvalidRelayRequest
+from services.router.providers.base import field_of
 from services.router.relay_request import RelayRequest
 from services.router.request import ChatRequest, parse_chat_request
 
@@ -52,14 +53,14 @@ def chat_of_responses(request: RelayRequest) -> ChatRequest:
     if isinstance(limit := payload.get("max_output_tokens"), int):
         # max_tokens, not max_completion_tokens: every chat-compatible API knows it.
         chat["max_tokens"] = limit
-    if isinstance(effort := _field(payload.get("reasoning"), "effort"), str):
+    if isinstance(effort := field_of(payload.get("reasoning"), "effort"), str):
         chat["reasoning_effort"] = effort
     tools = payload.get("tools")
     if isinstance(tools, list) and tools:
         chat["tools"] = [_tool(tool, f"tools[{i}]") for i, tool in enumerate(tools)]
     if (choice := payload.get("tool_choice")) is not None:
         chat["tool_choice"] = _tool_choice(choice)
-    if (response_format := _response_format(_field(payload.get("text"), "format"))) is not None:
+    if (response_format := _response_format(field_of(payload.get("text"), "format"))) is not None:
         chat["response_format"] = response_format
     if request.stream:
         chat["stream"] = True
@@ -128,12 +129,12 @@ def _message(item: Mapping[str, Any], param: str) -> dict[str, Any]:
 
 
 def _user_part(part: Any, param: str) -> dict[str, Any]:
-    kind = _field(part, "type")
-    if kind in ("input_text", "output_text") and isinstance(_field(part, "text"), str):
+    kind = field_of(part, "type")
+    if kind in ("input_text", "output_text") and isinstance(field_of(part, "text"), str):
         return {"type": "text", "text": part["text"]}
-    if kind == "input_image" and isinstance(url := _field(part, "image_url"), str):
+    if kind == "input_image" and isinstance(url := field_of(part, "image_url"), str):
         image: dict[str, Any] = {"url": url}
-        if isinstance(detail := _field(part, "detail"), str):
+        if isinstance(detail := field_of(part, "detail"), str):
             image["detail"] = detail
         return {"type": "image_url", "image_url": image}
     raise Unbridgeable(f"content parts of type {kind!r} are not supported for this model.",
@@ -146,8 +147,8 @@ def _parts_text(parts: Any, param: str) -> str:
         raise Unbridgeable("content must be a string or a list of parts.", param)
     texts: list[str] = []
     for index, part in enumerate(parts):
-        kind = _field(part, "type")
-        text = _field(part, "refusal" if kind == "refusal" else "text")
+        kind = field_of(part, "type")
+        text = field_of(part, "refusal" if kind == "refusal" else "text")
         if kind not in ("input_text", "output_text", "refusal") or not isinstance(text, str):
             raise Unbridgeable("only text parts are supported here for this model.",
                                f"{param}[{index}]")
@@ -156,9 +157,9 @@ def _parts_text(parts: Any, param: str) -> str:
 
 
 def _tool(tool: Any, param: str) -> dict[str, Any]:
-    if _field(tool, "type") != "function" or not isinstance(_field(tool, "name"), str):
+    if field_of(tool, "type") != "function" or not isinstance(field_of(tool, "name"), str):
         raise Unbridgeable(
-            f"tools of type {_field(tool, 'type')!r} are not supported for this model; "
+            f"tools of type {field_of(tool, 'type')!r} are not supported for this model; "
             "only function tools are.", f"{param}.type")
     function = {key: tool[key] for key in ("name", "description", "parameters", "strict")
                 if tool.get(key) is not None}
@@ -168,19 +169,19 @@ def _tool(tool: Any, param: str) -> dict[str, Any]:
 def _tool_choice(choice: Any) -> Any:
     if choice in ("auto", "none", "required"):
         return choice
-    if _field(choice, "type") == "function" and isinstance(_field(choice, "name"), str):
+    if field_of(choice, "type") == "function" and isinstance(field_of(choice, "name"), str):
         return {"type": "function", "function": {"name": choice["name"]}}
     raise Unbridgeable("tool_choice must be auto, none, required or a function for this model.",
                        "tool_choice")
 
 
 def _response_format(fmt: Any) -> dict[str, Any] | None:
-    kind = _field(fmt, "type")
+    kind = field_of(fmt, "type")
     if fmt is None or kind == "text":
         return None
     if kind == "json_object":
         return {"type": "json_object"}
-    if kind == "json_schema" and isinstance(_field(fmt, "schema"), dict):
+    if kind == "json_schema" and isinstance(field_of(fmt, "schema"), dict):
         schema = {key: fmt[key] for key in ("name", "description", "schema", "strict")
                   if fmt.get(key) is not None}
         return {"type": "json_schema", "json_schema": schema}
@@ -192,7 +193,3 @@ def _text(item: Mapping[str, Any], key: str, param: str) -> str:
     if not isinstance(value, str):
         raise Unbridgeable(f"{key} must be a string.", f"{param}.{key}")
     return value
-
-
-def _field(raw: Any, key: str) -> Any:
-    return raw.get(key) if isinstance(raw, dict) else None

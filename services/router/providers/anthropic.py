@@ -16,7 +16,6 @@ from collections.abc import AsyncGenerator, Callable
 import aiohttp
 from yarl import URL
 
-from services.common.context import REQUEST_ID_HEADER
 from services.common.gateway_config import ChannelEntry
 from services.router.errors import UpstreamUnavailable
 from services.router.providers.anthropic_errors import error_for_status
@@ -34,6 +33,8 @@ from services.router.providers.base import (
 from services.router.providers.http import (
     DEFAULT_CONNECT_TIMEOUT_S,
     attempt_timeout,
+    post,
+    read_released,
     transport_errors,
 )
 from services.router.providers.sse import SSEDecoder
@@ -81,10 +82,7 @@ class AnthropicProvider:
         body = messages_body(request.chat, request.upstream_model, stream=False)
         with transport_errors(UNREACHABLE):
             response = await self._post(body, request, accept="application/json")
-            try:
-                raw = await response.read()
-            finally:
-                response.release()
+            raw = await read_released(response)
         if not 200 <= response.status < 300:
             raise error_for_status(response.status, raw, self._redact, response.headers)
         return completion_of(raw, int(self._clock()))
@@ -132,10 +130,7 @@ class AnthropicProvider:
 
     async def _post(self, body: bytes, request: UpstreamRequest,
                     accept: str) -> aiohttp.ClientResponse:
-        headers = {**self._headers, "accept": accept}
-        if request.chat.request_id:
-            headers[REQUEST_ID_HEADER] = request.chat.request_id
-        return await self._session.post(
-            self._url, data=body, headers=headers, allow_redirects=False,
-            timeout=attempt_timeout(request.timeout_s, self._connect_timeout_s),
-        )
+        return await post(
+            self._session, self._url, body, {**self._headers, "accept": accept},
+            request.chat.request_id,
+            attempt_timeout(request.timeout_s, self._connect_timeout_s))

@@ -26,7 +26,7 @@ from services.router.errors import (
     UpstreamTimeout,
     UpstreamUnavailable,
 )
-from services.router.providers.base import field_of, loads_or_none
+from services.router.providers.base import field_of, loads_or_none, rejected_message
 from services.router.providers.http import cooldown_s as http_cooldown_s
 
 OVERLOADED_STATUS = 529
@@ -105,12 +105,8 @@ def _error(status: int, message: object, redact: tuple[str, ...]) -> ProviderErr
     if status in (408, 504):
         return UpstreamTimeout(status, "the upstream timed out")
     if status in _REJECTED_CODES:
-        text = message if isinstance(message, str) and message else (
-            "the upstream rejected the request")
-        for secret in redact:
-            if secret:
-                text = text.replace(secret, "[redacted]")
-        return UpstreamRejected(status, text, error_type="invalid_request_error",
+        return UpstreamRejected(status, rejected_message(message, redact),
+                                error_type="invalid_request_error",
                                 code=_REJECTED_CODES[status])
     generic = _GENERIC.get(status, f"the upstream failed with status {status}")
     return UpstreamUnavailable(status, generic)

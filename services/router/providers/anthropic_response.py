@@ -16,7 +16,7 @@ from typing import Any
 import orjson
 
 from services.router.errors import UpstreamUnavailable
-from services.router.providers.base import Completion, Usage, count_of, field_of
+from services.router.providers.base import Completion, Usage, count_of, field_of, usage_json
 
 FINISH_REASONS = {
     "end_turn": "stop",
@@ -47,17 +47,6 @@ def usage_of(raw: Any) -> Usage:
                                            "thinking_tokens")),
         cache_write_prompt_tokens=cache_write,
     )
-
-
-def usage_json(usage: Usage) -> dict[str, Any]:
-    """The OpenAI `usage` object of a Usage."""
-    return {
-        "prompt_tokens": usage.prompt_tokens,
-        "completion_tokens": usage.completion_tokens,
-        "total_tokens": usage.total_tokens,
-        "prompt_tokens_details": {"cached_tokens": usage.cached_prompt_tokens},
-        "completion_tokens_details": {"reasoning_tokens": usage.reasoning_tokens},
-    }
 
 
 def completion_of(body: bytes, created: int) -> Completion:

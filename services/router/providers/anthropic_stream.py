@@ -21,8 +21,8 @@ import orjson
 
 from services.router.errors import UpstreamUnavailable
 from services.router.providers.anthropic_errors import error_for_event
-from services.router.providers.anthropic_response import finish_reason, usage_json, usage_of
-from services.router.providers.base import StreamPiece, field_of
+from services.router.providers.anthropic_response import finish_reason, usage_of
+from services.router.providers.base import StreamPiece, field_of, usage_json
 
 INVALID = "the upstream sent an invalid stream event"
 

@@ -177,6 +177,17 @@ def usage_from_json(raw: Any) -> Usage | None:
     )
 
 
+def usage_json(usage: Usage) -> dict[str, Any]:
+    """The OpenAI `usage` object of a Usage."""
+    return {
+        "prompt_tokens": usage.prompt_tokens,
+        "completion_tokens": usage.completion_tokens,
+        "total_tokens": usage.total_tokens,
+        "prompt_tokens_details": {"cached_tokens": usage.cached_prompt_tokens},
+        "completion_tokens_details": {"reasoning_tokens": usage.reasoning_tokens},
+    }
+
+
 def piece_from_chunk(data: bytes, chunk: Any, forward_usage: bool) -> StreamPiece:
     """Read one parsed chat.completion.chunk; drop it if it only carries unasked usage."""
     if not isinstance(chunk, dict):
@@ -244,19 +255,24 @@ def error_for_status(status: int, body: bytes, redact: tuple[str, ...] = ()) -> 
     if status not in PASS_THROUGH_STATUSES:
         return UpstreamUnavailable(status, f"the upstream failed with status {status}")
     error = field_of(loads_or_none(body), "error")
-    message = field_of(error, "message")
-    if not isinstance(message, str) or not message:
-        message = "the upstream rejected the request"
-    for secret in redact:
-        if secret:
-            message = message.replace(secret, "[redacted]")
     return UpstreamRejected(
         status,
-        message,
+        rejected_message(field_of(error, "message"), redact),
         error_type=_str(field_of(error, "type")) or "invalid_request_error",
         code=_str(field_of(error, "code")),
         param=_str(field_of(error, "param")),
     )
+
+
+def rejected_message(message: object, redact: tuple[str, ...]) -> str:
+    """An upstream's message for a refused request (a generic one when it sent none),
+    every string of `redact` (keys, addresses) cut out."""
+    text = message if isinstance(message, str) and message else (
+        "the upstream rejected the request")
+    for secret in redact:
+        if secret:
+            text = text.replace(secret, "[redacted]")
+    return text
 
 
 def loads_or_none(body: bytes) -> Any:

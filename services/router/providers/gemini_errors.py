@@ -24,7 +24,7 @@ from services.router.errors import (
     UpstreamTimeout,
     UpstreamUnavailable,
 )
-from services.router.providers.base import field_of, loads_or_none
+from services.router.providers.base import field_of, loads_or_none, rejected_message
 from services.router.providers.http import cooldown_s
 
 # Reasons in `error.details[].reason` that blame our key, not the request.
@@ -54,12 +54,7 @@ def gemini_error(status: int, body: bytes, redact: tuple[str, ...] = (),
                                    code="invalid_api_key")
     if status not in _REJECTED:
         return UpstreamUnavailable(status, f"the upstream failed with status {status}")
-    message = field_of(error, "message")
-    if not isinstance(message, str) or not message:
-        message = "the upstream rejected the request"
-    for secret in redact:
-        if secret:
-            message = message.replace(secret, "[redacted]")
+    message = rejected_message(field_of(error, "message"), redact)
     google_status = field_of(error, "status")
     code = _CODES.get(google_status, "") if isinstance(google_status, str) else ""
     return UpstreamRejected(status, message, error_type=_REJECTED[status], code=code)

@@ -10,10 +10,9 @@ from __future__ import annotations
 import aiohttp
 from yarl import URL
 
-from services.common.context import REQUEST_ID_HEADER
 from services.common.gateway_config import ChannelEntry
 from services.router.providers.gemini_errors import gemini_error
-from services.router.providers.http import attempt_timeout
+from services.router.providers.http import attempt_timeout, post, read_released
 
 DEFAULT_BASE_URL = "https://generativelanguage.googleapis.com"
 API_VERSION = "/v1beta"
@@ -49,18 +48,13 @@ class GeminiHTTP:
         headers = {"content-type": "application/json",
                    "accept": "text/event-stream" if stream else "application/json",
                    **self._auth}
-        if request_id:
-            headers[REQUEST_ID_HEADER] = request_id
-        return await self._session.post(
-            URL(url + "?alt=sse" if stream else url), data=body, headers=headers,
-            timeout=attempt_timeout(timeout_s, self._connect_timeout_s), allow_redirects=False)
+        return await post(
+            self._session, URL(url + "?alt=sse" if stream else url), body, headers, request_id,
+            attempt_timeout(timeout_s, self._connect_timeout_s))
 
     async def read(self, response: aiohttp.ClientResponse) -> bytes:
         """The whole body of a successful answer; the upstream's error for any other."""
-        try:
-            body = await response.read()
-        finally:
-            response.release()
+        body = await read_released(response)
         if not 200 <= response.status < 300:
             raise gemini_error(response.status, body, self.redact, response.headers)
         return body

@@ -18,7 +18,14 @@ from typing import Any
 import orjson
 
 from services.router.errors import UpstreamUnavailable
-from services.router.providers.base import Completion, Usage, count_of, field_of, loads_or_none
+from services.router.providers.base import (
+    Completion,
+    Usage,
+    count_of,
+    field_of,
+    loads_or_none,
+    usage_json,
+)
 from services.router.providers.gemini_errors import blocked_prompt
 from services.router.providers.gemini_ids import extra_content, tool_call_id
 
@@ -108,17 +115,6 @@ def usage_of(metadata: Any) -> Usage | None:
         cached_prompt_tokens=count_of(metadata.get("cachedContentTokenCount")),
         reasoning_tokens=thoughts,
     )
-
-
-def usage_json(usage: Usage) -> dict[str, Any]:
-    """The OpenAI `usage` object of a Usage."""
-    return {
-        "prompt_tokens": usage.prompt_tokens,
-        "completion_tokens": usage.completion_tokens,
-        "total_tokens": usage.total_tokens,
-        "prompt_tokens_details": {"cached_tokens": usage.cached_prompt_tokens},
-        "completion_tokens_details": {"reasoning_tokens": usage.reasoning_tokens},
-    }
 
 
 def completion_id(answer: Any) -> str:

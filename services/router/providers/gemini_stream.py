@@ -18,14 +18,13 @@ from typing import Any
 import orjson
 
 from services.router.errors import UpstreamUnavailable
-from services.router.providers.base import StreamPiece, Usage, field_of
+from services.router.providers.base import StreamPiece, Usage, field_of, usage_json
 from services.router.providers.gemini_errors import blocked_prompt, stream_error
 from services.router.providers.gemini_response import (
     candidate_index,
     completion_id,
     finish_reason,
     read_parts,
-    usage_json,
     usage_of,
 )
 

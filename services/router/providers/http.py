@@ -115,6 +115,26 @@ def auth_headers(style: str, api_key: str) -> dict[str, str]:
     return {"authorization": f"Bearer {api_key}"}
 
 
+async def post(
+    session: aiohttp.ClientSession, url: URL, body: bytes, headers: dict[str, str],
+    request_id: str, timeout: aiohttp.ClientTimeout, params: Mapping[str, str] | None = None,
+) -> aiohttp.ClientResponse:
+    """POST `body` to `url` with `headers` (plus the request id when set), never following
+    a redirect; every provider's calls go through here. The caller releases the answer."""
+    if request_id:
+        headers[REQUEST_ID_HEADER] = request_id
+    return await session.post(url, data=body, headers=headers, params=params,
+                              timeout=timeout, allow_redirects=False)
+
+
+async def read_released(response: aiohttp.ClientResponse) -> bytes:
+    """The whole body of `response`, which is released back to the pool either way."""
+    try:
+        return await response.read()
+    finally:
+        response.release()
+
+
 class UpstreamHTTP:
     """One channel's base URL and key over the shared session; never follows redirects."""
 
@@ -142,24 +162,14 @@ class UpstreamHTTP:
         content_type: str = "application/json", accept: str = "application/json",
     ) -> aiohttp.ClientResponse:
         """POST `body` to base URL + `path`; the caller reads and releases the response."""
-        headers = {"content-type": content_type, "accept": accept, **self._auth}
-        if request_id:
-            headers[REQUEST_ID_HEADER] = request_id
-        return await self._session.post(
-            URL(self._base_url + path),
-            data=body,
-            headers=headers,
-            params=self._query,
-            timeout=attempt_timeout(timeout_s, self._connect_timeout_s),
-            allow_redirects=False,
-        )
+        return await post(
+            self._session, URL(self._base_url + path), body,
+            {"content-type": content_type, "accept": accept, **self._auth}, request_id,
+            attempt_timeout(timeout_s, self._connect_timeout_s), self._query)
 
     async def read(self, response: aiohttp.ClientResponse) -> bytes:
         """The whole body of a successful answer; the upstream's error for any other."""
-        try:
-            body = await response.read()
-        finally:
-            response.release()
+        body = await read_released(response)
         self.headroom = headroom_of(response.headers) or self.headroom
         if not 200 <= response.status < 300:
             raise with_cooldown(error_for_status(response.status, body, self.redact),
