@@ -14,6 +14,7 @@ else a `retry-after` header.
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -45,7 +46,7 @@ def gemini_error(status: int, body: bytes, redact: tuple[str, ...] = (),
     if status == 429:
         delay = retry_delay_s(error)
         if delay is None and headers is not None:
-            delay = cooldown_s(headers)
+            delay = cooldown_s(headers, time.time())
         return UpstreamRateLimited(status, "the upstream is rate limited", retry_after_s=delay)
     if status in (408, 504):
         return UpstreamTimeout(status, "the upstream timed out")

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import email.utils
+import time
+
 import orjson
 import pytest
 
@@ -85,3 +88,9 @@ async def test_the_gemini_provider_passes_its_retry_delay(up: ScriptedUpstream) 
     provider = GeminiProvider(channel, up.session, "g-key", 5.0)
     error = await _raised(provider.complete(upstream(chat_request(model="gemini-x"))))
     assert error.kind == "rate_limited" and error.retry_after_s == 13.0
+
+
+def test_gemini_retry_after_as_an_http_date_is_read() -> None:
+    at = email.utils.formatdate(time.time() + 30, usegmt=True)
+    delay = gemini_error(429, b"{}", (), {"retry-after": at}).retry_after_s
+    assert delay is not None and 25 < delay <= 30
