@@ -20,9 +20,10 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-import orjson
 from aiohttp import web
 from aiohttp.test_utils import TestServer
+
+from tests.e2e import fake_wire as wire
 
 Json = dict[str, Any]
 PROMPT = 20
@@ -111,27 +112,23 @@ class ScriptedUpstream:
         include = bool((body.get("stream_options") or {}).get("include_usage"))
         response = web.StreamResponse(headers={"content-type": "text/event-stream"})
         await response.prepare(request)
-        await response.write(_event({**base, "choices": [_delta({"role": "assistant"})]}))
+        await response.write(wire.event({**base, "choices": [_delta({"role": "assistant"})]}))
         for word in words(script.words):
             if script.pace_s:
                 await asyncio.sleep(script.pace_s)
-            await response.write(_event({**base, "choices": [_delta({"content": word})]}))
+            await response.write(wire.event({**base, "choices": [_delta({"content": word})]}))
         if script.hold:
             self.held(script.hold).set()
             await self._gates.setdefault(script.hold, asyncio.Event()).wait()
-        await response.write(_event({**base, "choices": [_delta({}, "stop")]}))
+        await response.write(wire.event({**base, "choices": [_delta({}, "stop")]}))
         if include and not script.no_usage:
-            await response.write(_event({**base, "choices": [], "usage": script.usage_json()}))
+            await response.write(wire.event({**base, "choices": [], "usage": script.usage_json()}))
         await response.write(b"data: [DONE]\n\n")
         return response
 
 
 def _delta(delta: Json, finish: str | None = None) -> Json:
     return {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
-
-
-def _event(data: Json) -> bytes:
-    return b"data: " + orjson.dumps(data) + b"\n\n"
 
 
 def _last_text(body: Json) -> str:

@@ -27,7 +27,7 @@ POLL_S = 0.02
 
 
 def _address(stack: Stack, service: str) -> str:
-    return f"127.0.0.1:{stack.services[service].port}"
+    return stack.env[f"{service.upper()}_SERVICE_ADDR"]
 
 
 async def start_edge(
@@ -47,11 +47,6 @@ async def start_edge(
     server = TestServer(app, host="127.0.0.1")
     await server.start_server()
     return server
-
-
-def base_url(server: TestServer) -> str:
-    """The OpenAI base URL of an edge started here."""
-    return f"http://127.0.0.1:{server.port}/v1"
 
 
 async def quiesce(app: web.Application) -> None:

@@ -35,7 +35,7 @@ class Stack:
     @property
     def base_url(self) -> str:
         """The OpenAI base URL of the edge."""
-        return f"http://127.0.0.1:{self.edge.port}/v1"
+        return base_url(self.edge)
 
     async def account(self, credit_nanos: int = 0, group: str = "") -> str:
         """Create an account with `credit_nanos`; return its id."""
@@ -77,6 +77,11 @@ class Stack:
             await channel.close()
         for started in self.services.values():
             await started.stop(0)
+
+
+def base_url(edge: TestServer) -> str:
+    """The OpenAI base URL of an edge served on 127.0.0.1."""
+    return f"http://127.0.0.1:{edge.port}/v1"
 
 
 def _settings(package: str, env: Mapping[str, str]) -> Any:

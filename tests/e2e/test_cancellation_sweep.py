@@ -37,7 +37,8 @@ from edge.keys import AUTHENTICATOR, CLIENTS
 from tests.e2e import fake_wire as wire
 from tests.e2e.cancel_points import PLAN_HEADER, CancelPoints, Phase, Plan
 from tests.e2e.harness import CREDIT, Env, open_env
-from tests.e2e.instrumented_edge import base_url, quiesce, start_edge
+from tests.e2e.instrumented_edge import quiesce, start_edge
+from tests.e2e.stack import base_url
 from tests.ledger_audit import LedgerAudit
 
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="module")]

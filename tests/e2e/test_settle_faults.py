@@ -22,7 +22,8 @@ import pytest_asyncio
 from aiohttp.test_utils import TestServer
 
 from tests.e2e.harness import CREDIT, Env, open_env, usage_cost
-from tests.e2e.instrumented_edge import base_url, quiesce, start_edge
+from tests.e2e.instrumented_edge import quiesce, start_edge
+from tests.e2e.stack import base_url
 from tests.faults import SETTLE, SETTLE_BATCH, FaultProxy, Faults, billing_request_ids
 from tests.ledger_audit import LedgerAudit
 

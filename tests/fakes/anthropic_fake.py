@@ -23,6 +23,8 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from tests.fakes.serve import serving
+
 DEFAULT_TEXT = "Hello from the fake Claude."
 # Any dated version (the SDK installed here sends a newer one than our 2023-06-01).
 _VERSION = re.compile(r"20\d\d-\d\d-\d\d")
@@ -245,13 +247,5 @@ async def running(fake: AnthropicFake | None = None) -> AsyncIterator[AnthropicF
     fake = fake or AnthropicFake()
     app = web.Application()
     app.router.add_post("/v1/messages", fake.messages)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    fake.url = f"http://127.0.0.1:{port}"
-    try:
+    async with serving(app) as fake.url:
         yield fake
-    finally:
-        await runner.cleanup()

@@ -18,6 +18,7 @@ import orjson
 from aiohttp import web
 
 from tests.fakes.openai_script import ScriptedAnswer
+from tests.fakes.serve import serving
 
 AZURE_KEY = "azure-fake-key-0123456789abcdef"
 REPLY_WORDS = ("Hello", " from", " Azure", ".")
@@ -140,13 +141,5 @@ async def azure_fake() -> AsyncIterator[AzureFake]:
     fake = AzureFake()
     app = web.Application()
     app.router.add_post("/openai/deployments/{deployment}/{op:.*}", fake.handle)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    fake.endpoint = f"http://127.0.0.1:{port}"
-    try:
+    async with serving(app) as fake.endpoint:
         yield fake
-    finally:
-        await runner.cleanup()
